@@ -1,0 +1,155 @@
+"""The ``parc`` command line. Thin: parse arguments, call one stage function, print.
+
+Heavy modules (pydantic models, the solver, Jinja) are imported inside the commands so
+``parc --help`` stays fast. ParcError subclasses carry their exit code; anything else is a
+bug and prints a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+import click
+
+from parc import __version__
+from parc.errors import ParcError, UsageError
+
+_DEBUG = {"on": False}
+
+
+def _fail(exc: ParcError) -> NoReturn:
+    for line in exc.lines():
+        click.echo(line, err=True)
+    sys.exit(exc.exit_code)
+
+
+def _run(fn: Callable[[], int | None]) -> None:
+    try:
+        code = fn()
+    except ParcError as exc:
+        if _DEBUG["on"]:
+            traceback.print_exc()
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception:  # a bug: say so, with the traceback
+        traceback.print_exc()
+        click.echo(f"parc {__version__}: internal error (a bug); please report it with the traceback above",
+                   err=True)
+        sys.exit(70)
+    sys.exit(code or 0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="parc", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def main(debug: bool) -> None:
+    """parc: compile one ServingSpec into a costed TP x PP x DP x EP placement and the
+    vLLM / TensorRT-LLM / TGI, SLURM and Kubernetes artefacts that run it.
+
+    Exit codes: 0 ok, 1 drift (--check), 2 invalid spec or usage, 3 infeasible.
+    """
+    _DEBUG["on"] = debug
+
+
+def spec_files(paths: tuple[str, ...]) -> list[Path]:
+    """Expand files and directories (``*.yaml``/``*.yml`` directly inside) in sorted order."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(q for q in path.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
+            if not found:
+                raise UsageError(f"{p}: directory has no .yaml or .yml spec files")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True)
+def validate(specs: tuple[str, ...]) -> None:
+    """Check specs (files or directories): schema and semantic checks, nothing written."""
+
+    def go() -> int:
+        from parc.errors import SpecError
+        from parc.resolve import load_and_resolve
+
+        problems: list[str] = []
+        bad = 0
+        for path in spec_files(specs):
+            try:
+                res = load_and_resolve(path)
+            except SpecError as exc:
+                bad += 1
+                problems += exc.lines()[:-1]
+                continue
+            except UsageError as exc:
+                bad += 1
+                problems.append(str(exc))
+                continue
+            click.echo(f"{path}: ok ({res.model.key}, {sum(p.gpus for p in res.pools)} GPUs)")
+        for line in problems:
+            click.echo(line, err=True)
+        if bad:
+            n = len(problems)
+            click.echo(f"{n} problem{'s' if n != 1 else ''} in {bad} spec{'s' if bad != 1 else ''}", err=True)
+            return 2
+        return 0
+
+    _run(go)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec (same bytes as schemas/servingspec.schema.json)."""
+
+    def go() -> None:
+        from parc.schema import schema_text
+
+        click.echo(schema_text(), nl=False)
+
+    _run(go)
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["gpus", "models"]))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def catalog(what: str, fmt: str) -> None:
+    """What parc knows about: GPUs or model architectures, with sources."""
+
+    def go() -> None:
+        from parc import report
+
+        click.echo(report.catalog(what, fmt), nl=False)
+
+    _run(go)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--top", type=click.IntRange(0, 100), default=5, show_default=True, help="Alternatives to show.")
+def plan(spec: str, fmt: str, top: int) -> None:
+    """Solve the placement: the chosen plan, ranked alternatives, rejections by reason."""
+
+    def go() -> None:
+        from parc import report
+        from parc.pipeline import make_plan
+
+        path = Path(spec)
+        if path.is_dir():
+            raise UsageError(f"{spec}: is a directory; parc plan takes one spec file")
+        doc: dict[str, Any] = make_plan(path, top=top)
+        click.echo(report.plan_json(doc) if fmt == "json" else report.plan_table(doc), nl=False)
+
+    _run(go)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,363 @@
+"""The cost model: memory per GPU and time per request for one placement (DESIGN.md: Cost model).
+
+Everything here is a pure function of (model shapes, GPU and link facts, placement, load,
+efficiency factors). The solver calls it; it knows nothing of the solver or the outputs.
+
+Units: bytes and seconds inside; GiB and ms at the edges (``Prediction``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from parc import catalog
+from parc.catalog import GpuSpec, ModelArch, shapes
+from parc.resolve import ResolvedPool
+
+GIB = 1024**3
+#: Activations travel between GPUs in 16 bits (BF16/FP16) in every engine parc emits for.
+ACT_BYTES = 2.0
+
+
+@dataclass(frozen=True, order=True)
+class Shape:
+    """One engine instance's parallel layout."""
+
+    tp: int
+    pp: int
+    ep: int
+    dpa: int  # data-parallel attention ranks
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dpa
+
+
+@dataclass(frozen=True)
+class LinkCost:
+    """A link class as the cost model uses it."""
+
+    kind: str  # nvlink | pcie | network | none
+    gbs: float  # achievable bandwidth per direction, GB/s (1e9 B/s), efficiency applied
+    hop_us: float  # per ring-step latency (NCCL hwLat)
+    base_us: float  # per collective latency (NCCL baseLat)
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Efficiency factors (calibrated or priors) for one GPU family and engine."""
+
+    compute: float
+    memory_bandwidth: float
+    collective: dict[str, float]
+    step_overhead_ms: float
+    per_seq_overhead_ms: float
+    cuda_context_gib: float
+    cuda_graphs_gib: float
+    nccl_per_group_gib: float
+    provenance: str
+
+
+def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None) -> Factors:
+    """Efficiency factors for ``gpu`` and ``engine``: a calibration's value for that family,
+    else its default, else the shipped priors."""
+    eff = catalog.efficiency()
+    cal = calibration or {}
+
+    def pick(section: str, key: str) -> Any:
+        for src in (cal, eff):
+            sec = src.get(section, {})
+            for k in (f"{gpu.family}.{engine}", gpu.family, engine, key):
+                if isinstance(sec, dict) and k in sec:
+                    return sec[k]
+        raise KeyError(f"efficiency factor {section}.{key} missing")
+
+    eng = {**eff["engine"][engine], **cal.get("engine", {}).get(engine, {})}
+    mem = {**eff["memory"], **cal.get("memory", {})}
+    coll = {**eff["collective"], **cal.get("collective", {})}
+    return Factors(
+        compute=float(pick("compute", "default")),
+        memory_bandwidth=float(pick("memory_bandwidth", "default")),
+        collective={k: float(v) for k, v in coll.items()},
+        step_overhead_ms=float(eng["step_overhead_ms"]),
+        per_seq_overhead_ms=float(eng["per_seq_overhead_ms"]),
+        cuda_context_gib=float(mem["cuda_context_gib"]),
+        cuda_graphs_gib=float(mem["cuda_graphs_gib"]),
+        nccl_per_group_gib=float(mem["nccl_per_group_gib"]),
+        provenance=str(cal.get("provenance", eff.get("provenance", "prior"))),
+    )
+
+
+# ----------------------------------------------------------------------------- links
+
+
+def _nccl() -> tuple[float, dict[str, float]]:
+    data = catalog.links()["nccl"]
+    return float(data["ring_base_latency_us"]), {k: float(v) for k, v in data["hw_latency_us"].items()}
+
+
+def pcie_gbs(gpu: GpuSpec) -> float:
+    """Peak PCIe bandwidth per direction of ``gpu`` (GB/s)."""
+    table = catalog.links()["pcie"]["gbs_per_direction_x16"]
+    gen = str(gpu.pcie_gen) if str(gpu.pcie_gen) in table else "4"
+    return float(table[gen]) * (gpu.pcie_lanes or 16) / 16
+
+
+def link(pool: ResolvedPool, group: int, f: Factors) -> LinkCost:
+    """The link a collective over ``group`` consecutive GPUs of ``pool`` runs on."""
+    base, hop = _nccl()
+    if group <= 1:
+        return LinkCost("none", math.inf, 0.0, 0.0)
+    if pool.intra_node == "nvlink" and group <= max(pool.nvlink_domain, 1) and pool.gpu.nvlink_gbs > 0:
+        return LinkCost("nvlink", pool.gpu.nvlink_gbs / 2 * f.collective["nvlink"], hop["nvlink"], base)
+    if group <= pool.gpus_per_node:
+        return LinkCost("pcie", pcie_gbs(pool.gpu) * f.collective["pcie"], hop["pcie"], base)
+    return LinkCost("network", pool.inter_node_gbps / 8 * f.collective["network"], hop["network"], base)
+
+
+def all_reduce_s(nbytes: float, p: int, lk: LinkCost) -> float:
+    """Ring all-reduce of ``nbytes`` over ``p`` ranks: 2(p-1)/p x bytes / bandwidth plus
+    NCCL's latency model (baseLat + 2(p-1) x hwLat)."""
+    if p <= 1:
+        return 0.0
+    steps = 2 * (p - 1)
+    return (lk.base_us + steps * lk.hop_us) * 1e-6 + steps / p * nbytes / (lk.gbs * 1e9)
+
+
+def all_to_all_s(nbytes_per_rank: float, p: int, lk: LinkCost) -> float:
+    """All-to-all where each rank sends ``nbytes_per_rank`` in total, (p-1)/p of it leaving
+    the rank, plus one latency term per peer."""
+    if p <= 1:
+        return 0.0
+    return (lk.base_us + (p - 1) * lk.hop_us) * 1e-6 + (p - 1) / p * nbytes_per_rank / (lk.gbs * 1e9)
+
+
+def p2p_s(nbytes: float, lk: LinkCost) -> float:
+    """Point-to-point send between pipeline stages."""
+    if lk.kind == "none":
+        return 0.0
+    return (lk.base_us + lk.hop_us) * 1e-6 + nbytes / (lk.gbs * 1e9)
+
+
+def bubble_fraction(p: int, m: int) -> float:
+    """Idle share of a pipeline of ``p`` stages fed ``m`` micro-batches: (p-1)/(m+p-1)."""
+    return (p - 1) / (m + p - 1)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Per-GPU memory of the most loaded GPU of a replica (bytes)."""
+
+    weights: float
+    activations: float
+    overhead: float
+    capacity: float  # physical
+    budget: float  # gpuMemoryUtilization x capacity
+    kv_cache: float  # budget - weights - activations - overhead (may be negative)
+
+
+def weight_bytes_per_gpu(arch: ModelArch, shape: Shape, precision: str) -> float:
+    """Weight bytes on the most loaded GPU: layers of one stage split over tp (attention,
+    dense MLP, shared experts) and over tp x dpAttention (routed experts), plus the
+    embedding (first stage) or LM head (last stage), vocab-parallel over tp; embeddings
+    and norms stay 16-bit in quantized checkpoints."""
+    bd = shapes.breakdown(arch)
+    wb = shapes.WEIGHT_BYTES[precision]
+    layers = math.ceil(arch.num_hidden_layers / shape.pp)
+    moe_share = arch.moe_layers / arch.num_hidden_layers if arch.num_hidden_layers else 0.0
+    per_layer_dense = bd.attention_per_layer + bd.shared_experts_per_layer
+    per_layer_dense += (1 - moe_share) * bd.dense_mlp_per_layer if arch.is_moe else bd.dense_mlp_per_layer
+    experts = arch.num_experts * bd.expert * moe_share
+    linear = layers * (per_layer_dense / shape.tp + experts / (shape.tp * shape.dpa))
+    router_norms = layers * (bd.router_per_layer + bd.norms_per_layer)
+    if shape.pp == 1:
+        vocab = (bd.embedding + bd.lm_head) / shape.tp
+    else:
+        vocab = max(bd.embedding, bd.lm_head or bd.embedding) / shape.tp
+    return linear * wb + (vocab + router_norms) * 2.0
+
+
+def activation_bytes(arch: ModelArch, shape: Shape, batched_tokens: int, max_seqs: int) -> float:
+    """Peak activation workspace of one forward pass over ``batched_tokens`` tokens (the
+    engine's profile run): residual and normed hidden states, QKV and MLP intermediates of
+    one layer (TP-split), plus FP32 logits of the sampled rows."""
+    h = arch.hidden_size
+    qkv = (arch.num_attention_heads + 2 * arch.num_key_value_heads) * arch.head_dim
+    inter = max(arch.intermediate_size, arch.moe_intermediate_size * max(arch.experts_per_token, 1))
+    per_token = (4 * h + qkv / shape.tp + 2 * inter / shape.tp) * ACT_BYTES
+    logits = min(max_seqs, batched_tokens) * arch.vocab_size / shape.tp * 4.0
+    return batched_tokens * per_token + logits
+
+
+def memory(arch: ModelArch, gpu: GpuSpec, shape: Shape, precision: str, f: Factors, *,
+           utilization: float, batched_tokens: int, max_seqs: int) -> Memory:
+    """Memory of the most loaded GPU for a placement and engine settings."""
+    weights = weight_bytes_per_gpu(arch, shape, precision)
+    acts = activation_bytes(arch, shape, batched_tokens, max_seqs)
+    groups = sum(1 for d in (shape.tp, shape.pp, shape.dpa) if d > 1)
+    overhead = (f.cuda_context_gib + f.cuda_graphs_gib + f.nccl_per_group_gib * groups) * GIB
+    cap = gpu.memory_bytes
+    budget = utilization * cap
+    return Memory(weights, acts, overhead, cap, budget, budget - weights - acts - overhead)
+
+
+def max_sequences(arch: ModelArch, shape: Shape, kv_precision: str, mem: Memory, tokens: float) -> int:
+    """Sequences of ``tokens`` tokens whose KV cache fits a replica (each dpAttention rank
+    holds its own sequences)."""
+    per_seq = shapes.kv_bytes_per_sequence(arch, kv_precision, shape.tp, shape.pp, tokens)
+    if mem.kv_cache <= 0 or per_seq <= 0:
+        return 0
+    return int(mem.kv_cache // per_seq) * shape.dpa
+
+
+# ----------------------------------------------------------------------------- time
+
+
+def peak_flops(gpu: GpuSpec, precision: str, weight_only_fallback: bool) -> float:
+    """Dense tensor FLOP/s the GEMMs of ``precision`` run at (FLOP/s)."""
+    half = gpu.tflops_bf16 or gpu.tflops_fp16
+    table = {"bf16": gpu.tflops_bf16 or gpu.tflops_fp16, "fp16": gpu.tflops_fp16, "fp8": gpu.tflops_fp8,
+             "int8": gpu.tops_int8, "fp4": gpu.tflops_fp4}
+    t = table.get(precision, 0.0)
+    if precision == "int4" or (not t and weight_only_fallback):
+        t = half  # weight-only formats dequantize to 16-bit and run 16-bit GEMMs
+    return float(t) * 1e12
+
+
+@dataclass(frozen=True)
+class Comm:
+    """Communication time per decode step of one sequence's token (ms)."""
+
+    tp_all_reduce_ms: float
+    pp_p2p_ms: float
+    ep_all_to_all_ms: float
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Predicted behaviour of one replica at a load (seconds, tokens/s)."""
+
+    ttft_s: float
+    tpot_s: float
+    step_s: float  # one decode iteration (all stages) at the load
+    prefill_s: float  # one prompt alone on an idle replica
+    throughput: float  # output tokens/s of the replica
+    comm: Comm
+    bubble: float  # pipeline idle fraction at this load
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything fixed for one pool and spec while the solver varies shape and load."""
+
+    arch: ModelArch
+    pool: ResolvedPool
+    precision: str
+    kv_precision: str
+    engine: str
+    weight_only_fallback: bool
+    factors: Factors
+    input_tokens: int
+    output_tokens: int
+
+
+def _links(ctx: Context, shape: Shape) -> tuple[LinkCost, LinkCost, LinkCost]:
+    """(TP link, EP link, PP link) for a shape placed on consecutive GPUs of the pool."""
+    f = ctx.factors
+    tp_link = link(ctx.pool, shape.tp, f)
+    ep_link = link(ctx.pool, shape.tp * shape.dpa, f)
+    stage = shape.tp * shape.dpa
+    if shape.pp <= 1:
+        pp_link = LinkCost("none", math.inf, 0.0, 0.0)
+    elif stage * shape.pp <= ctx.pool.gpus_per_node or (
+            ctx.pool.intra_node == "nvlink" and stage * shape.pp <= ctx.pool.tp_domain):
+        pp_link = link(ctx.pool, min(stage * 2, ctx.pool.tp_domain), f)
+    else:
+        pp_link = link(ctx.pool, ctx.pool.gpus_per_node + 1, f)  # crosses nodes
+    return tp_link, ep_link, pp_link
+
+
+def _stage_time(ctx: Context, shape: Shape, links: tuple[LinkCost, LinkCost, LinkCost], seqs: float,
+                new_tokens: float, context: float) -> tuple[float, Comm]:
+    """Seconds for one pipeline stage to run one iteration over ``seqs`` sequences of one
+    dpAttention rank, processing ``new_tokens`` tokens in total (decode tokens plus any
+    prefill chunk) against a mean context of ``context`` tokens."""
+    arch, gpu, f = ctx.arch, ctx.pool.gpu, ctx.factors
+    tp_link, ep_link, pp_link = links
+    bd = shapes.breakdown(arch)
+    layers = arch.num_hidden_layers / shape.pp
+    # bytes read from HBM: this GPU's weights (routed experts only where a token lands) + KV
+    w_total = weight_bytes_per_gpu(arch, shape, ctx.precision)
+    if arch.is_moe:
+        wb = shapes.WEIGHT_BYTES[ctx.precision]
+        experts_gpu = arch.num_experts * bd.expert * arch.moe_layers / shape.pp / (shape.tp * shape.dpa) * wb
+        routed = new_tokens * shape.dpa  # the EP group sees the tokens of every attention rank
+        touched = 1 - (1 - arch.experts_per_token / arch.num_experts) ** max(routed, 1e-9)
+        w_read = w_total - experts_gpu * (1 - touched)
+    else:
+        w_read = w_total
+    kv_read = seqs * shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, shape.tp, shape.pp, context)
+    mem_s = (w_read + kv_read) / (gpu.hbm_bandwidth_gbs * 1e9 * f.memory_bandwidth)
+    # FLOPs: matmuls of active weights + attention scores/values
+    flops = new_tokens * shapes.linear_flops_per_token(arch) / (shape.tp * shape.pp)
+    flops += shapes.attention_flops(arch, new_tokens, context) / (shape.tp * shape.pp)
+    comp_s = flops / (peak_flops(gpu, ctx.precision, ctx.weight_only_fallback) * f.compute)
+    # communication
+    act = new_tokens * arch.hidden_size * ACT_BYTES
+    tp_s = 2 * layers * all_reduce_s(act, shape.tp, tp_link)
+    ep_s = 0.0
+    if arch.is_moe and shape.ep > 1:
+        moe_layers = arch.moe_layers / shape.pp
+        ep_s = 2 * moe_layers * all_to_all_s(act * arch.experts_per_token, shape.ep, ep_link)
+    elif arch.is_moe and shape.dpa > 1:
+        # experts tensor-sharded over tp x dpa: the attention ranks' tokens are gathered and
+        # the partial sums reduced across the whole group
+        moe_layers = arch.moe_layers / shape.pp
+        ep_s = moe_layers * all_reduce_s(act * shape.dpa, shape.tp * shape.dpa, ep_link)
+    pp_s = p2p_s(act, pp_link) if shape.pp > 1 else 0.0
+    return max(mem_s, comp_s) + tp_s + ep_s + pp_s, Comm(tp_s * 1e3, pp_s * 1e3, ep_s * 1e3)
+
+
+def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Timing:
+    """Predict one replica serving ``load`` concurrent requests (continuous batching).
+
+    Each iteration carries the running sequences' decode tokens plus, on average,
+    load x input/output prompt tokens (chunked prefill keeps the mix steady), so
+    TPOT = one iteration through all pipeline stages; TTFT = the iterations a prompt needs
+    in chunks of ``batched_tokens`` at that mix, plus half an iteration of waiting.
+    """
+    links = _links(ctx, shape)
+    inp, out = ctx.input_tokens, ctx.output_tokens
+    load = max(load, 1.0)
+    ctx_mean = inp + out / 2
+    per_rank = load / shape.dpa
+    prefill_per_iter = per_rank * inp / out
+    # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches
+    m = max(1, min(math.ceil(per_rank), shape.pp))
+    stage_s, comm = _stage_time(ctx, shape, links, per_rank / m, (per_rank + prefill_per_iter) / m, ctx_mean)
+    overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
+    step = shape.pp * stage_s + overhead
+    tpot = step
+    # prompt alone on an idle replica (chunks pipeline through the stages)
+    chunk = max(1, min(inp, batched_tokens))
+    n_chunks = math.ceil(inp / chunk)
+    alone_stage, _ = _stage_time(ctx, shape, links, 1, chunk, inp / 2)
+    prefill_alone = (n_chunks + shape.pp - 1) * alone_stage + ctx.factors.step_overhead_ms * 1e-3
+    # at load: the chunk shares iterations with the running decodes
+    room = max(1.0, batched_tokens - per_rank)
+    chunk_at_load = max(1.0, min(float(inp), room))
+    iters = math.ceil(inp / chunk_at_load)
+    busy_stage, _ = _stage_time(ctx, shape, links, per_rank / m, (per_rank / m + chunk_at_load), ctx_mean)
+    prefill_load = (iters + shape.pp - 1) * busy_stage + iters * overhead
+    ttft = max(prefill_alone, prefill_load) + 0.5 * step
+    latency = ttft + out * tpot
+    throughput = load * out / latency
+    bubble = bubble_fraction(shape.pp, m) if shape.pp > 1 else 0.0
+    return Timing(ttft, tpot, step, prefill_alone, throughput,
+                  Comm(comm.tp_all_reduce_ms * shape.pp, comm.pp_p2p_ms * shape.pp, comm.ep_all_to_all_ms * shape.pp),
+                  bubble)

@@ -1,0 +1,94 @@
+"""The one exception root of parc and its exit codes (DESIGN.md: Exit codes).
+
+0 success, 1 ``--check`` found drift, 2 invalid spec or usage, 3 infeasible placement,
+anything else is a bug. Library code raises these; only the CLI turns them into exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A place in a source file: 1-based line and column."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located user error: where, which field, what is wrong and how to fix it."""
+
+    location: Location
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = str(self.location)
+        if self.path:
+            return f"{where}: {self.path}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class ParcError(Exception):
+    """Root of every error parc reports to a user. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 70
+
+    def lines(self) -> list[str]:
+        """The lines the CLI prints on stderr."""
+        return [str(self)]
+
+
+class UsageError(ParcError):
+    """Bad command-line usage or unreadable input (exit 2)."""
+
+    exit_code = 2
+
+
+class SpecError(ParcError):
+    """One or more located problems in a spec (exit 2). Problems are kept in file order."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems, key=lambda p: (p.location, p.path))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def lines(self) -> list[str]:
+        n = len(self.problems)
+        return [str(p) for p in self.problems] + [f"{n} problem{'s' if n != 1 else ''} found"]
+
+
+class InfeasibleError(ParcError):
+    """No placement satisfies memory, topology, engine or SLO constraints (exit 3)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, closest: list[str] | None = None):
+        self.closest = closest or []
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        return [str(self)] + self.closest
+
+
+class DriftError(ParcError):
+    """``compile --check`` found that the output directory differs (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, diff: str):
+        self.diff = diff
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        return [self.diff.rstrip("\n"), str(self)] if self.diff else [str(self)]

@@ -1,0 +1,96 @@
+"""Human-readable and JSON renderings for the CLI (plan tables, catalogs)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, Sequence
+
+
+def to_json(doc: Any) -> str:
+    """Deterministic JSON text: 2-space indent, insertion order, trailing newline."""
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+plan_json = to_json
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] | None = None) -> str:
+    """A plain-text table with aligned columns."""
+    right = right or set()
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _row(mark: str, engine: str, placement: dict[str, Any], predicted: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for i, (g, p) in enumerate(zip(placement["groups"], predicted["groups"])):
+        first = i == 0
+        rows.append([
+            mark if first else "", engine if first else "", g["pool"], g["tp"], g["pp"], g["ep"],
+            g["replicas"] * g["dpAttention"], g["gpusPerReplica"] * g["replicas"],
+            f"{p['ttftMs']:.0f}", f"{p['tpotMs']:.1f}", f"{p['throughputTokensPerSecond']:.0f}",
+            f"{p['memoryPerGpuGiB']['total']:.1f}/{p['memoryPerGpuGiB']['capacity']:.0f}",
+        ])
+    return rows
+
+
+def plan_table(doc: dict[str, Any]) -> str:
+    """The chosen plan and alternatives as a table, then notes and rejections by reason."""
+    m = doc["model"]
+    out = [f"plan {doc['metadata']['name']}: {m['architecture']} ({m['precision']}), objective "
+           f"{doc['objective']}, engine {doc['engine']}, {doc['placement']['gpusTotal']} GPUs\n\n"]
+    headers = ["", "engine", "pool", "tp", "pp", "ep", "dp", "GPUs", "TTFT ms", "TPOT ms", "tok/s", "GiB/GPU"]
+    rows = _row("*", doc["engine"], doc["placement"], doc["predicted"])
+    for alt in doc["alternatives"]:
+        rows += _row(" ", alt["engine"], alt["placement"], alt["predicted"])
+    out.append(table(headers, rows, right={3, 4, 5, 6, 7, 8, 9, 10, 11}))
+    out.append("(* chosen; dp = replicas x dpAttention; TTFT/TPOT at the planned load, tok/s = output tokens/s)\n")
+    c = doc["predicted"]["communication"]
+    out.append(f"\ncommunication per token: TP all-reduce {c['tpAllReduceMsPerToken']:.3f} ms, PP p2p "
+               f"{c['ppP2pMsPerToken']:.3f} ms, EP all-to-all {c['epAllToAllMsPerToken']:.3f} ms\n")
+    if doc["notes"]:
+        out.append("\nwhy:\n" + "".join(f"  - {n}\n" for n in doc["notes"]))
+    rej = doc["rejected"]
+    if rej:
+        by: dict[str, list[dict[str, Any]]] = {}
+        for r in rej:
+            by.setdefault(r["kind"], []).append(r)
+        out.append(f"\nrejected ({len(rej)}):\n")
+        for kind in sorted(by, key=lambda k: (-len(by[k]), k)):
+            ex = by[kind][0]
+            p = ex["placement"]
+            out.append(f"  {kind} ({len(by[kind])}): e.g. {p['engine']} {p['pool']} tp={p['tp']} pp={p['pp']} "
+                       f"ep={p['ep']} dpAttention={p['dpAttention']}: {ex['reason']}\n")
+    return "".join(out)
+
+
+def catalog(what: str, fmt: str) -> str:
+    """``parc catalog gpus|models``."""
+    from parc import catalog as cat
+    from parc.catalog import shapes
+
+    if what == "gpus":
+        entries = [cat.gpus().entries[k] for k in cat.gpus().keys()]
+        if fmt == "json":
+            return to_json({e.key: {k: v for k, v in asdict(e).items() if k != "key"} for e in entries})
+        rows = [[e.key, e.memory_gb, e.hbm_bandwidth_gbs, e.tflops_bf16, e.tflops_fp8 or "-", e.tflops_fp4 or "-",
+                 e.nvlink_gbs or "-", e.intra_node_default, ", ".join(e.aliases[:3])] for e in entries]
+        return table(["gpu", "GB", "HBM GB/s", "BF16 TF", "FP8 TF", "FP4 TF", "NVLink GB/s", "intra", "aliases"],
+                     rows, right={1, 2, 3, 4, 5, 6})
+    models = [cat.models().entries[k] for k in cat.models().keys()]
+    if fmt == "json":
+        return to_json({m.key: {**{k: v for k, v in asdict(m).items() if k != "key"},
+                                "computedParams": shapes.total_params(m),
+                                "computedActiveParams": shapes.active_params(m)} for m in models})
+    rows = [[m.key, f"{shapes.total_params(m) / 1e9:.1f}B",
+             f"{shapes.active_params(m) / 1e9:.1f}B" if m.is_moe else "", m.num_hidden_layers, m.hidden_size,
+             f"{m.num_attention_heads}/{m.num_key_value_heads}", f"{m.num_experts}x{m.experts_per_token}" if m.is_moe
+             else "", m.max_position_embeddings, m.hf_ids[0] if m.hf_ids else ""] for m in models]
+    return table(["model", "params", "active", "layers", "hidden", "heads/kv", "experts", "max ctx", "hf id"],
+                 rows, right={1, 2, 3, 4, 7})

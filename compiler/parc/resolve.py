@@ -1,0 +1,220 @@
+"""Stage 3, resolve: a validated spec -> the model shapes and hardware facts the solver needs.
+
+Also the semantic checks that need the catalogs or more than one section (model known,
+context within the model's maximum, unique pools, targets vs schedulers, engine vs
+precision). Problems are located in the spec and reported all together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parc import catalog
+from parc.catalog import GpuSpec, ModelArch
+from parc.engines import capabilities
+from parc.errors import Problem, SpecError
+from parc.loader import Document, load_file
+from parc.spec import ServingSpec
+from parc.validate import validate_sections
+
+
+@dataclass(frozen=True)
+class ResolvedPool:
+    """A pool with its GPU facts and link defaults filled in."""
+
+    index: int
+    name: str
+    gpu: GpuSpec
+    nodes: int
+    gpus_per_node: int
+    intra_node: str  # nvlink | pcie
+    nvlink_domain: int  # GPUs that share one NVLink domain (within or across nodes)
+    inter_node: str  # infiniband | roce | ethernet | none
+    inter_node_gbps: float  # per GPU, Gbit/s
+    scheduler: str
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def tp_domain(self) -> int:
+        """Largest set of GPUs a TP group may span: a node, or a larger NVLink domain."""
+        if self.intra_node == "nvlink" and self.nvlink_domain > self.gpus_per_node:
+            return min(self.nvlink_domain, self.gpus)
+        return self.gpus_per_node
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Everything later stages need, immutable."""
+
+    spec: ServingSpec
+    file: str
+    spec_sha256: str
+    model: ModelArch
+    pools: tuple[ResolvedPool, ...]
+    max_context_length: int
+    targets: tuple[str, ...]
+
+
+def load_and_resolve(path: str | Path) -> Resolved:
+    """Load, validate and resolve a spec file; every problem at once or a Resolved."""
+    return resolve(load_file(path))
+
+
+def resolve(doc: Document) -> Resolved:
+    """Validate ``doc`` and resolve it. Raises SpecError with every problem found."""
+    spec, sec, problems = validate_sections(doc)
+    arch: ModelArch | None = None
+    if "model" in sec:
+        arch = _resolve_model(sec["model"], doc, problems)
+    if arch is not None and "model" in sec:
+        _check_context(sec["model"], sec.get("workload"), arch, doc, problems)
+    pools: tuple[ResolvedPool, ...] = ()
+    if "cluster" in sec:
+        pools = _resolve_pools(sec["cluster"], doc, problems)
+    if "workload" in sec and "slo" in sec:
+        if sec["workload"].concurrency is None and sec["slo"].objective != "throughput":
+            problems.append(Problem(doc.locate(("workload",)), "workload.concurrency",
+                                    f"required when slo.objective is {sec['slo'].objective}: "
+                                    "set the concurrent requests to plan for, or use objective: throughput"))
+    if "engine" in sec and "model" in sec:
+        _check_engine(sec["engine"], sec["model"], pools, doc, problems)
+    targets: tuple[str, ...] = ()
+    if spec is not None:
+        targets = _targets(spec, doc, problems)
+    if problems or spec is None or arch is None:
+        raise SpecError(problems)
+    ctx = spec.model.max_context_length or _default_context(spec, arch)
+    return Resolved(spec, doc.file, spec_digest(spec), arch, pools, ctx, targets)
+
+
+def spec_digest(spec: ServingSpec) -> str:
+    """SHA-256 of the spec's canonical JSON (key order and formatting of the YAML do not matter)."""
+    canon = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _resolve_model(model: Any, doc: Document, problems: list[Problem]) -> ModelArch | None:
+    from parc.catalog.hfconfig import ConfigError, read_config
+
+    if model.config_path is not None:
+        path = Path(model.config_path)
+        if not path.is_absolute():
+            path = doc.base_dir / path
+        try:
+            return read_config(path)
+        except ConfigError as exc:
+            problems.append(Problem(doc.locate(("model", "configPath")), "model.configPath", str(exc)))
+            return None
+    models = catalog.models()
+    if model.architecture is not None:
+        arch = models.get(model.architecture)
+        if arch is None:
+            close = models.suggest(model.architecture)
+            hint = f"did you mean {close[0]!r}?" if close else "see `parc catalog models`"
+            problems.append(Problem(doc.locate(("model", "architecture")), "model.architecture",
+                                    f"unknown architecture {model.architecture!r}; {hint}"))
+        return arch  # type: ignore[no-any-return]
+    arch = catalog.model_for_id(model.id)
+    if arch is None:
+        close = models.suggest(model.id.split("/")[-1])
+        hint = f" (closest: {close[0]!r})" if close else ""
+        problems.append(Problem(doc.locate(("model", "id")), "model.id",
+                                f"cannot infer the architecture of {model.id!r}; set model.architecture to a "
+                                f"catalog key{hint} or model.configPath to its config.json"))
+    return arch
+
+
+def _default_context(spec: ServingSpec, arch: ModelArch) -> int:
+    need = spec.workload.input_tokens + spec.workload.output_tokens
+    want = max(4096, 4 * need)
+    want = -(-want // 1024) * 1024
+    return min(arch.max_position_embeddings, want)
+
+
+def _check_context(model: Any, workload: Any, arch: ModelArch, doc: Document, problems: list[Problem]) -> None:
+    ctx = model.max_context_length
+    if ctx is not None and ctx > arch.max_position_embeddings:
+        problems.append(Problem(doc.locate(("model", "maxContextLength")), "model.maxContextLength",
+                                f"{ctx} is above the maximum of {arch.key} ({arch.max_position_embeddings} tokens); "
+                                f"use at most {arch.max_position_embeddings}"))
+    if workload is not None:
+        need = workload.input_tokens + workload.output_tokens
+        limit = ctx if ctx is not None else arch.max_position_embeddings
+        if need > limit:
+            problems.append(Problem(doc.locate(("workload", "inputTokens")), "workload",
+                                    f"inputTokens + outputTokens = {need} is above the context length of {limit} "
+                                    "tokens; shorten the workload or raise model.maxContextLength"))
+
+
+def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tuple[ResolvedPool, ...]:
+    fabric = catalog.links()["fabric"]["default_gbps_per_gpu"]
+    seen: dict[str, int] = {}
+    out = []
+    for i, pool in enumerate(cluster.pools):
+        where = ("cluster", "pools", i)
+        if pool.name in seen:
+            problems.append(Problem(doc.locate(where + ("name",)), f"cluster.pools[{i}].name",
+                                    f"pool name {pool.name!r} is already used by cluster.pools[{seen[pool.name]}]; "
+                                    "pool names must be unique"))
+        seen.setdefault(pool.name, i)
+        gpu: GpuSpec = catalog.gpus().get(pool.gpu)
+        intra = pool.intra_node or gpu.intra_node_default
+        if intra == "nvlink" and gpu.nvlink_gbs <= 0:
+            problems.append(Problem(doc.locate(where + ("intraNode",)), f"cluster.pools[{i}].intraNode",
+                                    f"{gpu.key} has no NVLink; remove intraNode or set it to pcie"))
+        domain = gpu.nvlink_domain if intra == "nvlink" else 0
+        inter = pool.inter_node or "none"
+        if pool.inter_node_gbps is not None and inter == "none":
+            problems.append(Problem(doc.locate(where + ("interNodeGbps",)), f"cluster.pools[{i}].interNodeGbps",
+                                    "set interNode (infiniband, roce or ethernet) when giving interNodeGbps"))
+        gbps = pool.inter_node_gbps or (fabric.get(inter, 0.0) if inter != "none" else 0.0)
+        out.append(ResolvedPool(i, pool.name, gpu, pool.nodes, pool.gpus_per_node, intra, domain, inter,
+                                float(gbps), pool.scheduler))
+    return tuple(out)
+
+
+def _check_engine(engine: Any, model: Any, pools: tuple[ResolvedPool, ...], doc: Document,
+                  problems: list[Problem]) -> None:
+    if engine.name == "auto":
+        return
+    cap = capabilities()[engine.name]
+    if model.precision not in cap.precisions:
+        problems.append(Problem(doc.locate(("model", "precision")), "model.precision",
+                                f"{cap.display} does not serve {model.precision} weights (it serves "
+                                f"{', '.join(cap.precisions)}); change the precision or engine.name"))
+    if model.kv_cache_precision not in cap.kv_cache:
+        problems.append(Problem(doc.locate(("model", "kvCachePrecision")), "model.kvCachePrecision",
+                                f"{cap.display} has no {model.kv_cache_precision} KV cache"))
+    if pools and not any(p.gpu.vendor in cap.vendors for p in pools):
+        problems.append(Problem(doc.locate(("engine", "name")), "engine.name",
+                                f"{cap.display} runs on {' and '.join(cap.vendors)} GPUs only and no pool has one; "
+                                "use engine: auto or vllm"))
+
+
+def _targets(spec: ServingSpec, doc: Document, problems: list[Problem]) -> tuple[str, ...]:
+    schedulers = {p.scheduler for p in spec.cluster.pools}
+    if spec.targets is None:
+        out = ["launch"]
+        if "slurm" in schedulers:
+            out.append("slurm")
+        if "kubernetes" in schedulers:
+            out += ["kubernetes", "helm"]
+        return tuple(out)
+    need = {"slurm": "slurm", "kubernetes": "kubernetes", "helm": "kubernetes"}
+    for i, t in enumerate(spec.targets):
+        if t in need and need[t] not in schedulers:
+            problems.append(Problem(doc.locate(("targets", i)), f"targets[{i}]",
+                                    f"target {t!r} needs a pool with scheduler: {need[t]}; set it on a pool "
+                                    "or remove the target"))
+    dup = sorted({t for t in spec.targets if spec.targets.count(t) > 1})
+    if dup:
+        problems.append(Problem(doc.locate(("targets",)), "targets", f"{', '.join(dup)} listed more than once"))
+    order = ["launch", "slurm", "kubernetes", "helm"]
+    return tuple(sorted(set(spec.targets), key=order.index))

@@ -1,0 +1,657 @@
+"""Stage 4, solve: enumerate placements, reject the impossible with reasons, cost the rest,
+and pick the best under the spec's objective (DESIGN.md: Placement semantics, Objectives).
+
+Search space per pool and engine: shapes (tp, pp, ep, dpAttention) and replica counts.
+Load model: requests are spread evenly over all replicas (a Service / load balancer), so
+with ``workload.concurrency`` C and R replicas each serves ceil(C / R).
+
+- throughput: every group runs at the load that maximises its throughput within the SLO;
+  pools are independent, so each takes its best shape at full replicas (a knapsack over
+  pools when ``constraints.maxGpus`` caps the total).
+- latency: for each distinct per-replica load L, each pool takes the shape with the most
+  replicas among those within a TPOT threshold; the smallest feasible threshold wins
+  (then TTFT). More replicas never raise a replica's load, so this is exact.
+- cost: for each L, fill the ceil(C / L) replicas from the cheapest shapes (GPUs per
+  replica) that meet every target at L.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from parc import costmodel as cm
+from parc.catalog import ModelArch, shapes
+from parc.engines import Capabilities, capabilities
+from parc.errors import InfeasibleError
+from parc.resolve import Resolved, ResolvedPool
+
+UTILIZATIONS = (0.90, 0.92, 0.95)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine settings chosen for a group (plan.json ``engineSettings``)."""
+
+    max_num_seqs: int
+    max_model_len: int
+    max_num_batched_tokens: int
+    gpu_memory_utilization: float
+    kv_cache_dtype: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A shape that fits a pool: memory, topology and engine checks passed."""
+
+    engine: str
+    pool: ResolvedPool
+    shape: cm.Shape
+    nodes_per_replica: int
+    max_replicas: int
+    max_load: int  # sequences of mean length one replica can hold
+    memory: cm.Memory
+    utilization: float
+    batched_tokens: int
+    ctx: cm.Context = field(compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        s = self.shape
+        return f"{self.pool.name}: tp={s.tp} pp={s.pp} ep={s.ep} dpAttention={s.dpa}"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A placement that cannot work, and why (a sentence with the numbers)."""
+
+    engine: str
+    pool: str
+    shape: cm.Shape
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Group:
+    """One pool's share of a solution."""
+
+    cand: Candidate
+    replicas: int
+    load: float  # concurrent requests per replica
+    timing: cm.Timing
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.cand.shape.gpus
+
+    def settings(self, max_model_len: int) -> Settings:
+        seqs = max(1, math.ceil(self.load))
+        # headroom for bursts where the cache allows: 25% over the planned load
+        seqs = min(max(seqs, math.ceil(seqs * 1.25)), max(self.cand.max_load, seqs))
+        return Settings(seqs, max_model_len, self.cand.batched_tokens, self.cand.utilization,
+                        self.cand.ctx.kv_precision)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A full placement with its predictions."""
+
+    groups: tuple[Group, ...]
+    ttft_s: float
+    tpot_s: float
+    throughput: float
+    meets_slo: bool
+    misses: tuple[str, ...]
+
+    @property
+    def gpus(self) -> int:
+        return sum(g.gpus for g in self.groups)
+
+    @property
+    def engine(self) -> str:
+        return self.groups[0].cand.engine
+
+    def key(self, objective: str) -> tuple[float, ...]:
+        """Sort key, lower is better."""
+        miss = 0.0 if self.meets_slo else 1.0
+        if objective == "throughput":
+            return (miss, -round(self.throughput, 6), self.gpus, self.tpot_s)
+        if objective == "cost":
+            return (miss, self.gpus, -round(self.throughput, 6), self.tpot_s)
+        return (miss, round(self.tpot_s, 12), round(self.ttft_s, 12), self.gpus)
+
+    def signature(self) -> tuple[object, ...]:
+        return tuple((g.cand.engine, g.cand.pool.name, g.cand.shape, g.replicas) for g in self.groups)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the solver hands to the plan stage."""
+
+    best: Solution
+    alternatives: tuple[Solution, ...]
+    rejections: tuple[Rejection, ...]
+    objective: str
+
+
+# ----------------------------------------------------------------------------- enumeration
+
+
+def _allowed(value: int | list[int] | None) -> set[int] | None:
+    if value is None:
+        return None
+    return {value} if isinstance(value, int) else set(value)
+
+
+def _powers_and_divisors(limit: int, n: int) -> list[int]:
+    out = {d for d in range(1, n + 1) if n % d == 0 and d <= limit}
+    p = 1
+    while p <= limit:
+        out.add(p)
+        p *= 2
+    return sorted(out)
+
+
+def _batched_tokens(input_tokens: int) -> int:
+    """Chunk size for chunked prefill: the prompt in one chunk where it fits, 2048..16384."""
+    p = 2048
+    while p < input_tokens and p < 16384:
+        p *= 2
+    return p
+
+
+def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection]]:
+    """Every shape on every pool for every allowed engine, split into candidates that fit
+    and rejections with reasons."""
+    spec = res.spec
+    arch = res.model
+    cons = spec.constraints
+    allow = {k: _allowed(getattr(cons, k)) for k in ("tp", "pp", "ep", "dp_attention", "replicas")}
+    caps = capabilities()
+    engines = [spec.engine.name] if spec.engine.name != "auto" else list(caps)
+    cands: list[Candidate] = []
+    rejs: list[Rejection] = []
+    for engine in engines:
+        cap = caps[engine]
+        if spec.model.precision not in cap.precisions or spec.model.kv_cache_precision not in cap.kv_cache:
+            continue  # validation reports this when the engine is forced; auto skips it
+        for pool in res.pools:
+            if pool.gpu.vendor not in cap.vendors:
+                rejs.append(Rejection(engine, pool.name, cm.Shape(1, 1, 1, 1), "engine",
+                                      f"{cap.display} does not run on {pool.gpu.vendor.upper()} GPUs ({pool.gpu.key})"))
+                continue
+            f = cm.factors(pool.gpu, engine)
+            ctx = cm.Context(arch, pool, spec.model.precision, spec.model.kv_cache_precision, engine,
+                             cap.weight_only_fallback, f, spec.workload.input_tokens, spec.workload.output_tokens)
+            for shape in _shapes(arch, pool, allow, cons.max_gpus):
+                c = _check(res, ctx, cap, shape, allow["replicas"], cons.max_gpus)
+                (cands if isinstance(c, Candidate) else rejs).append(c)
+    return cands, rejs
+
+
+def _shapes(arch: ModelArch, pool: ResolvedPool, allow: dict[str, set[int] | None],
+            max_gpus: int | None) -> Iterable[cm.Shape]:
+    limit = min(pool.gpus, max_gpus or pool.gpus)
+    tps = _powers_and_divisors(max(pool.tp_domain, max(allow["tp"] or {1})), pool.gpus_per_node)
+    if allow["tp"] is not None:
+        tps = sorted(set(tps) | allow["tp"])
+    dpas = [1]
+    if arch.is_moe:
+        dpas = _powers_and_divisors(pool.tp_domain, pool.gpus_per_node)
+    if allow["dp_attention"] is not None:
+        dpas = sorted(allow["dp_attention"])
+    max_pp = min(arch.num_hidden_layers, 64)
+    for tp in tps:
+        if allow["tp"] is not None and tp not in allow["tp"]:
+            continue
+        for dpa in dpas:
+            eps = [1] if not arch.is_moe else sorted({1, tp * dpa})
+            if allow["ep"] is not None:
+                eps = sorted(allow["ep"])
+            for ep in eps:
+                for pp in range(1, max_pp + 1):
+                    if allow["pp"] is not None and pp not in allow["pp"]:
+                        continue
+                    g = tp * dpa * pp
+                    if g > limit and pp > 1 and allow["pp"] is None:
+                        break
+                    if pp > 1 and allow["pp"] is None and g > pool.gpus_per_node and g % pool.gpus_per_node:
+                        continue  # a multi-node replica takes whole nodes
+                    yield cm.Shape(tp, pp, ep, dpa)
+
+
+def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
+           replicas_allowed: set[int] | None, max_gpus: int | None) -> Candidate | Rejection:
+    arch, pool, engine = res.model, ctx.pool, ctx.engine
+    tp, pp, ep, dpa = shape.tp, shape.pp, shape.ep, shape.dpa
+
+    def rej(kind: str, reason: str) -> Rejection:
+        return Rejection(engine, pool.name, shape, kind, reason)
+
+    heads, kvh = arch.num_attention_heads, arch.num_key_value_heads
+    if heads % tp:
+        return rej("divisibility", f"tp={tp} does not divide the {heads} attention heads of {arch.key}")
+    if not arch.is_mla and kvh % tp and tp % kvh:
+        return rej("divisibility", f"tp={tp} neither divides nor is a multiple of the {kvh} KV heads of {arch.key}")
+    if pp > arch.num_hidden_layers:
+        return rej("divisibility", f"pp={pp} is more than the {arch.num_hidden_layers} layers of {arch.key}")
+    if arch.is_moe:
+        if ep > tp * dpa or (tp * dpa) % ep:
+            return rej("divisibility", f"ep={ep} does not fit the tp x dpAttention = {tp * dpa} GPUs of a stage")
+        if arch.num_experts % ep:
+            return rej("divisibility", f"ep={ep} does not divide the {arch.num_experts} experts of {arch.key}")
+        if ep not in (1, tp * dpa):
+            return rej("engine", f"{cap.display} spreads experts over all tp x dpAttention = {tp * dpa} GPUs "
+                                 f"of a stage (ep={tp * dpa}) or none (ep=1), not ep={ep}")
+    elif ep != 1 or dpa != 1:
+        return rej("divisibility", f"{arch.key} is dense: ep and dpAttention must be 1")
+    if tp > pool.tp_domain:
+        where = "NVLink domain" if pool.tp_domain > pool.gpus_per_node else "node"
+        return rej("topology", f"a TP group of {tp} would cross the {where} boundary: {pool.name} has "
+                               f"{pool.tp_domain} GPUs per {where}")
+    if dpa * tp > pool.tp_domain:
+        return rej("topology", f"tp x dpAttention = {tp * dpa} GPUs would cross the node boundary of {pool.name} "
+                               f"({pool.gpus_per_node} GPUs per node)")
+    g = shape.gpus
+    if g > pool.gpus:
+        return rej("capacity", f"needs {g} GPUs per replica; {pool.name} has {pool.gpus}")
+    if max_gpus is not None and g > max_gpus:
+        return rej("constraints", f"needs {g} GPUs per replica; constraints.maxGpus is {max_gpus}")
+    if g > pool.gpus_per_node and g > pool.tp_domain:
+        if g % pool.gpus_per_node:
+            return rej("topology", f"{g} GPUs per replica is not a whole number of {pool.gpus_per_node}-GPU nodes")
+        if pool.inter_node == "none":
+            return rej("topology", f"a replica of {g} GPUs spans {g // pool.gpus_per_node} nodes but {pool.name} "
+                                   "has no inter-node fabric (set cluster.pools[].interNode)")
+        if not cap.multi_node:
+            return rej("engine", f"{cap.display} cannot run one replica across nodes ({g} GPUs > "
+                                 f"{pool.gpus_per_node} per node)")
+    nodes_per_replica = max(1, math.ceil(g / pool.gpus_per_node))
+    if pp > 1 and not cap.pipeline_parallel:
+        return rej("engine", f"{cap.display} has no pipeline parallelism (pp={pp})")
+    if ep > 1 and not cap.expert_parallel:
+        return rej("engine", f"{cap.display} has no expert parallelism (ep={ep})")
+    if dpa > 1 and not cap.dp_attention:
+        return rej("engine", f"{cap.display} has no data-parallel attention (dpAttention={dpa})")
+    prec = ctx.precision
+    if prec in ("fp8", "fp4") and not cap.weight_only_fallback:
+        has = pool.gpu.tflops_fp8 if prec == "fp8" else pool.gpu.tflops_fp4
+        if not has:
+            return rej("precision", f"{pool.gpu.key} has no {prec.upper()} tensor cores and {cap.display} "
+                                    f"needs them for {prec} weights")
+    if prec == "fp4" and not pool.gpu.tflops_fp4 and pool.gpu.vendor != "nvidia":
+        return rej("precision", f"{pool.gpu.key} cannot serve fp4 weights")
+    # memory: weights and a full-context sequence must fit at the highest utilization
+    batched = max(_batched_tokens(ctx.input_tokens), 0)
+    per_replica_max = pool.gpus // g
+    if replicas_allowed is not None and not any(r <= per_replica_max for r in replicas_allowed):
+        return rej("constraints", f"constraints.replicas {sorted(replicas_allowed)} leaves no room: {pool.name} "
+                                  f"holds at most {per_replica_max} replicas of {g} GPUs")
+    mean = ctx.input_tokens + ctx.output_tokens / 2
+    for util in UTILIZATIONS:
+        mem = cm.memory(arch, pool.gpu, shape, prec, ctx.factors, utilization=util,
+                        batched_tokens=batched, max_seqs=256)
+        full = cm.max_sequences(arch, shape, ctx.kv_precision, mem, res.max_context_length)
+        if full >= 1:
+            load = cm.max_sequences(arch, shape, ctx.kv_precision, mem, mean)
+            return Candidate(engine, pool, shape, nodes_per_replica, per_replica_max, load, mem, util, batched, ctx)
+    mem = cm.memory(arch, pool.gpu, shape, prec, ctx.factors, utilization=UTILIZATIONS[-1],
+                    batched_tokens=batched, max_seqs=256)
+    per_seq = shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, tp, pp, res.max_context_length)
+    need = mem.weights + mem.activations + mem.overhead + per_seq
+    return rej("memory", f"needs {need / cm.GIB:.1f} GiB per GPU ({mem.weights / cm.GIB:.1f} weights + "
+                         f"{per_seq / cm.GIB:.2f} KV for one {res.max_context_length}-token sequence + "
+                         f"{(mem.activations + mem.overhead) / cm.GIB:.1f} activations and runtime); "
+                         f"{pool.gpu.key} offers {mem.budget / cm.GIB:.1f} GiB at gpuMemoryUtilization "
+                         f"{UTILIZATIONS[-1]}")
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class _Evaluator:
+    """Memoised predictions and SLO checks for (candidate, load)."""
+
+    def __init__(self, res: Resolved):
+        self.res = res
+        slo = res.spec.slo
+        self.ttft = slo.ttft_ms / 1e3 if slo.ttft_ms else None
+        self.tpot = slo.tpot_ms / 1e3 if slo.tpot_ms else None
+        self.cache: dict[tuple[Candidate, float], cm.Timing] = {}
+
+    def timing(self, c: Candidate, load: float) -> cm.Timing:
+        k = (c, load)
+        t = self.cache.get(k)
+        if t is None:
+            t = cm.predict(c.ctx, c.shape, load, c.batched_tokens)
+            self.cache[k] = t
+        return t
+
+    def fits(self, c: Candidate, load: float) -> bool:
+        return math.ceil(load) <= c.max_load
+
+    def ok(self, c: Candidate, load: float) -> bool:
+        """Memory holds the load and the SLO targets are met at it."""
+        if not self.fits(c, load):
+            return False
+        t = self.timing(c, load)
+        return (self.ttft is None or t.ttft_s <= self.ttft) and (self.tpot is None or t.tpot_s <= self.tpot)
+
+    def best_load(self, c: Candidate) -> float | None:
+        """Load that maximises throughput within memory and SLO (None if even 1 fails)."""
+        if not self.ok(c, 1):
+            return None
+        lo, hi = 1, max(1, c.max_load)
+        while lo < hi:  # largest load meeting the SLO (feasibility is monotone in load)
+            mid = (lo + hi + 1) // 2
+            if self.ok(c, mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        best, best_thr = lo, self.timing(c, lo).throughput
+        probe = lo
+        while probe > 1:  # throughput can peak below the SLO edge
+            probe //= 2
+            thr = self.timing(c, probe).throughput
+            if thr > best_thr:
+                best, best_thr = probe, thr
+        return float(best)
+
+    def solution(self, groups: list[tuple[Candidate, int, float]]) -> Solution:
+        gs = tuple(Group(c, r, load, self.timing(c, load)) for c, r, load in groups if r > 0)
+        ttft = max(g.timing.ttft_s for g in gs)
+        tpot = max(g.timing.tpot_s for g in gs)
+        thr = sum(g.replicas * g.timing.throughput for g in gs)
+        misses = []
+        if self.ttft is not None and ttft > self.ttft:
+            misses.append(f"TTFT {ttft * 1e3:.0f} ms > target {self.ttft * 1e3:.0f} ms")
+        if self.tpot is not None and tpot > self.tpot:
+            misses.append(f"TPOT {tpot * 1e3:.1f} ms > target {self.tpot * 1e3:.1f} ms")
+        min_thr = self.res.spec.slo.min_throughput_tokens_per_second
+        if min_thr is not None and thr < min_thr:
+            misses.append(f"throughput {thr:.0f} tokens/s < target {min_thr:.0f}")
+        for g in gs:
+            if not self.fits(g.cand, g.load):
+                misses.append(f"{g.cand.label} holds {g.cand.max_load} sequences, load is {math.ceil(g.load)}")
+        return Solution(gs, ttft, tpot, thr, not misses, tuple(misses))
+
+
+def _replica_options(c: Candidate, allowed: set[int] | None, max_gpus: int | None) -> list[int]:
+    top = c.max_replicas
+    if max_gpus is not None:
+        top = min(top, max_gpus // c.shape.gpus)
+    if allowed is not None:
+        return sorted(r for r in allowed if 1 <= r <= top)
+    return [top] if top >= 1 else []
+
+
+def search(res: Resolved, cands: list[Candidate], pinned: Candidate | None = None) -> list[Solution]:
+    """Best solutions under the objective (best first); ``pinned`` forces its pool's shape."""
+    ev = _Evaluator(res)
+    objective = res.spec.slo.objective
+    conc = res.spec.workload.concurrency
+    cons = res.spec.constraints
+    allowed_r = _allowed(cons.replicas)
+    by_engine: dict[str, dict[str, list[Candidate]]] = {}
+    for c in cands:
+        if pinned is not None and c.pool.name == pinned.pool.name and c != pinned:
+            continue
+        if pinned is not None and c.engine != pinned.engine:
+            continue
+        by_engine.setdefault(c.engine, {}).setdefault(c.pool.name, []).append(c)
+    out: list[Solution] = []
+    for pools in by_engine.values():
+        if objective == "throughput" or conc is None:
+            out += _search_throughput(ev, pools, allowed_r, cons.max_gpus, conc)
+        elif objective == "latency":
+            out += _search_latency(ev, pools, allowed_r, cons.max_gpus, conc)
+        else:
+            out += _search_cost(ev, pools, allowed_r, cons.max_gpus, conc)
+    out.sort(key=lambda s: s.key(objective))
+    return out
+
+
+def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
+                       max_gpus: int | None, conc: int | None) -> list[Solution]:
+    # per pool: (gpus, throughput, choice) options; choice = (cand, replicas, load)
+    options: list[list[tuple[int, float, tuple[Candidate, int, float]]]] = []
+    for cs in pools.values():
+        opts = []
+        for c in cs:
+            load = ev.best_load(c)
+            if load is None:
+                continue
+            thr = ev.timing(c, load).throughput
+            for r in _replica_options(c, allowed_r, max_gpus):
+                opts.append((r * c.shape.gpus, r * thr, (c, r, load)))
+        options.append(opts)
+    budget = max_gpus if max_gpus is not None else sum(max((o[0] for o in opts), default=0) for opts in options)
+    # knapsack over pools: best[b] = (throughput, choices) using at most b GPUs
+    best: dict[int, tuple[float, tuple[tuple[Candidate, int, float], ...]]] = {0: (0.0, ())}
+    for opts in options:
+        nxt = dict(best)
+        for used, (thr, chosen) in best.items():
+            for g, t, choice in opts:
+                b = used + g
+                if b > budget:
+                    continue
+                cur = nxt.get(b)
+                cand = (thr + t, chosen + (choice,))
+                if cur is None or cand[0] > cur[0] + 1e-9:
+                    nxt[b] = cand
+        best = nxt
+    sols = []
+    for thr, chosen in sorted(best.values(), key=lambda v: -v[0])[:8]:
+        if not chosen:
+            continue
+        sol = ev.solution(list(chosen))
+        if conc is not None:
+            capacity = sum(r * load for _, r, load in chosen)
+            if capacity < conc:
+                sol = Solution(sol.groups, sol.ttft_s, sol.tpot_s, sol.throughput, False,
+                               sol.misses + (f"sustains {capacity:.0f} concurrent requests within the SLO, "
+                                             f"workload.concurrency is {conc}",))
+        sols.append(sol)
+    return sols
+
+
+def _loads(conc: int, max_replicas: int) -> list[int]:
+    """Distinct per-replica loads ceil(C / R) for R = 1 .. max_replicas."""
+    out = set()
+    r = 1
+    while r <= max_replicas:
+        load = -(-conc // r)
+        out.add(load)
+        # jump to the last R with the same ceil
+        r = max(r + 1, (conc - 1) // max(load - 1, 1) + 1 if load > 1 else max_replicas + 1)
+    return sorted(out)
+
+
+def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
+                    max_gpus: int | None, conc: int) -> list[Solution]:
+    total_r = sum(max((max(_replica_options(c, allowed_r, max_gpus) or [0]) for c in cs), default=0)
+                  for cs in pools.values())
+    sols: list[Solution] = []
+    for load in _loads(conc, max(total_r, 1)):
+        need = -(-conc // load)
+        # per pool: candidates meeting memory and SLO at this load, with their replicas
+        rows: list[list[tuple[float, float, Candidate, int]]] = []
+        for cs in pools.values():
+            row = []
+            for c in cs:
+                if not ev.ok(c, load):
+                    continue
+                t = ev.timing(c, load)
+                for r in _replica_options(c, allowed_r, max_gpus):
+                    row.append((t.tpot_s, t.ttft_s, c, r))
+            rows.append(row)
+        chosen = _threshold_pick(rows, need, max_gpus)
+        if chosen is None:
+            continue
+        reps = sum(r for _, r in chosen)
+        real = float(-(-conc // reps))
+        sols.append(ev.solution([(c, r, real) for c, r in chosen]))
+    return sols
+
+
+def _threshold_pick(rows: list[list[tuple[float, float, Candidate, int]]], need: int,
+                    max_gpus: int | None) -> list[tuple[Candidate, int]] | None:
+    """Smallest max-TPOT (then max-TTFT) threshold at which the pools, each taking its
+    option with the most replicas under the threshold, supply ``need`` replicas."""
+
+    def pick(tpot: float, ttft: float) -> list[tuple[Candidate, int]] | None:
+        chosen, reps, gpus = [], 0, 0
+        for row in rows:
+            fit = [x for x in row if x[0] <= tpot and x[1] <= ttft]
+            if fit:
+                _, _, c, r = max(fit, key=lambda x: (x[3], -x[2].shape.gpus * x[3], -x[0], -x[1]))
+                chosen.append((c, r))
+                reps += r
+                gpus += r * c.shape.gpus
+        if reps < need or (max_gpus is not None and gpus > max_gpus):
+            return None
+        return chosen
+
+    inf = math.inf
+    for t1 in sorted({x[0] for row in rows for x in row}):
+        if pick(t1, inf) is None:
+            continue
+        for t2 in sorted({x[1] for row in rows for x in row if x[0] <= t1}):
+            got = pick(t1, t2)
+            if got is not None:
+                return got
+    return None
+
+
+def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
+                 max_gpus: int | None, conc: int) -> list[Solution]:
+    total_r = sum(max((max(_replica_options(c, allowed_r, max_gpus) or [0]) for c in cs), default=0)
+                  for cs in pools.values())
+    sols: list[Solution] = []
+    for load in _loads(conc, max(total_r, 1)):
+        need = -(-conc // load)
+        offers: list[tuple[int, float, Candidate, int]] = []
+        for cs in pools.values():
+            ok = [c for c in cs if ev.ok(c, load)]
+            if not ok:
+                continue
+            c = min(ok, key=lambda c: (c.shape.gpus, ev.timing(c, load).tpot_s))
+            top = max(_replica_options(c, None, max_gpus) or [0])
+            offers.append((c.shape.gpus, ev.timing(c, load).tpot_s, c, top))
+        offers.sort(key=lambda o: (o[0], o[1]))
+        chosen: list[tuple[Candidate, int, float]] = []
+        left = need
+        for g, _, c, top in offers:
+            if left <= 0:
+                break
+            take = min(top, left)
+            if allowed_r is not None:
+                fits = sorted(r for r in allowed_r if r >= take and r <= top)
+                if not fits:
+                    continue
+                take = fits[0]
+            chosen.append((c, take, 0.0))
+            left -= take
+        if left > 0 or not chosen:
+            continue
+        reps = sum(r for _, r, _ in chosen)
+        sol = ev.solution([(c, r, float(-(-conc // reps))) for c, r, _ in chosen])
+        if max_gpus is not None and sol.gpus > max_gpus:
+            continue
+        sols.append(sol)
+    return sols
+
+
+def solve(res: Resolved, top: int = 5) -> Result:
+    """Find the best placement and up to ``top`` alternatives, or raise InfeasibleError."""
+    cands, rejs = enumerate_candidates(res)
+    objective = res.spec.slo.objective
+    if not cands:
+        raise InfeasibleError(*_why_nothing_fits(res, rejs))
+    sols = search(res, cands)
+    feasible = [s for s in sols if s.meets_slo]
+    if not feasible:
+        raise InfeasibleError(*_why_slo(res, cands, sols))
+    best = feasible[0]
+    # alternatives: the best solution with each other candidate pinned on its pool
+    seen = {best.signature()}
+    alts: list[Solution] = []
+    ev = _Evaluator(res)
+    ranked = sorted(cands, key=lambda c: _standalone_key(ev, c, objective))
+    for c in ranked[: max(top * 3, 12)]:
+        if any(g.cand == c for g in best.groups):
+            continue
+        for s in search(res, cands, pinned=c)[:1]:
+            if s.signature() not in seen:
+                seen.add(s.signature())
+                alts.append(s)
+    alts.sort(key=lambda s: s.key(objective))
+    # memory/SLO rejections of candidates that fit but never meet the SLO
+    extra = []
+    for c in cands:
+        if not ev.ok(c, 1):
+            t = ev.timing(c, 1)
+            extra.append(Rejection(c.engine, c.pool.name, c.shape, "slo", _slo_reason(ev, c, t)))
+    return Result(best, tuple(alts[:top]), tuple(rejs + extra), objective)
+
+
+def _standalone_key(ev: _Evaluator, c: Candidate, objective: str) -> tuple[float, ...]:
+    t = ev.timing(c, 1)
+    if objective == "throughput":
+        load = ev.best_load(c) or 1
+        return (-ev.timing(c, load).throughput * c.max_replicas,)
+    if objective == "cost":
+        return (c.shape.gpus, t.tpot_s)
+    return (t.tpot_s, t.ttft_s)
+
+
+def _slo_reason(ev: _Evaluator, c: Candidate, t: cm.Timing) -> str:
+    parts = []
+    if ev.tpot is not None and t.tpot_s > ev.tpot:
+        parts.append(f"TPOT {t.tpot_s * 1e3:.1f} ms > {ev.tpot * 1e3:.0f} ms")
+    if ev.ttft is not None and t.ttft_s > ev.ttft:
+        parts.append(f"TTFT {t.ttft_s * 1e3:.0f} ms > {ev.ttft * 1e3:.0f} ms")
+    if not parts:
+        parts.append(f"holds {c.max_load} sequences")
+    return "misses the SLO even with one request per replica: " + ", ".join(parts)
+
+
+def _why_nothing_fits(res: Resolved, rejs: list[Rejection]) -> tuple[str, list[str]]:
+    mem = [r for r in rejs if r.kind == "memory"]
+    arch = res.model
+    prec = res.spec.model.precision
+    total = shapes.total_params(arch)
+    wbytes = total * shapes.WEIGHT_BYTES[prec]
+    if mem:
+        biggest = max(mem, key=lambda r: r.shape.gpus)
+        pool = next(p for p in res.pools if p.name == biggest.pool)
+        cap = pool.gpu.memory_bytes * UTILIZATIONS[-1]
+        need_gpus = math.ceil(wbytes / cap)
+        msg = (f"no placement fits: {arch.key} in {prec} needs ~{wbytes / 1e9:.0f} GB of weights "
+               f"({total / 1e9:.0f}B parameters x {shapes.WEIGHT_BYTES[prec]:g} bytes); the largest replica tried, "
+               f"{biggest.shape.gpus} x {pool.gpu.key} ({pool.gpu.memory_gb:g} GB each), "
+               f"{biggest.reason.split(';')[0].replace('needs', 'needs')}")
+        hint = (f"fix: use at least {need_gpus} GPUs of {pool.gpu.key} for one replica (more pools/nodes, "
+                f"interNode for multi-node), a smaller precision, or a smaller maxContextLength")
+        return msg, [f"closest: {biggest.pool} tp={biggest.shape.tp} pp={biggest.shape.pp}: {biggest.reason}", hint]
+    kinds = sorted({r.kind for r in rejs})
+    lines = [f"{r.pool} tp={r.shape.tp} pp={r.shape.pp}: {r.reason}" for r in rejs[:5]]
+    return f"no placement is possible ({', '.join(kinds)})", lines
+
+
+def _why_slo(res: Resolved, cands: list[Candidate], sols: list[Solution]) -> tuple[str, list[str]]:
+    objective = res.spec.slo.objective
+    if sols:
+        best = sols[0]
+        shape = ", ".join(f"{g.replicas} x {g.cand.label}" for g in best.groups)
+        return ("no placement meets the SLO; closest: " + shape,
+                ["misses: " + "; ".join(best.misses),
+                 "fix: relax slo targets, lower workload.concurrency, or add GPUs"])
+    ev = _Evaluator(res)
+    best_c = min(cands, key=lambda c: ev.timing(c, 1).tpot_s)
+    t = ev.timing(best_c, 1)
+    return (f"no placement meets the SLO at objective {objective}; the fastest, {best_c.label}, gives "
+            f"TPOT {t.tpot_s * 1e3:.1f} ms and TTFT {t.ttft_s * 1e3:.0f} ms with one request",
+            ["fix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs"])

@@ -1,0 +1,312 @@
+"""The ServingSpec: pydantic v2 models that ARE the schema (DESIGN.md: The spec).
+
+Field names are camelCase in YAML (``alias_generator``); unknown fields are errors
+(``extra="forbid"``); values are strict (``"8"`` is not an integer). Checks that need only
+one field live here as validators; checks that need the catalogs or several sections live
+in :mod:`parc.validate` and :mod:`parc.resolve`, which report them with file positions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "parc.dev/v1alpha1"
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Kubernetes label keys: optional DNS-subdomain prefix "/" name; values: <=63 chars.
+_LABEL_NAME = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
+LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+
+Precision = Literal["bf16", "fp16", "fp8", "fp4", "int8", "int4"]
+KvPrecision = Literal["auto", "fp8"]
+EngineName = Literal["auto", "vllm", "trtllm", "tgi"]
+Target = Literal["launch", "slurm", "kubernetes", "helm"]
+Objective = Literal["latency", "throughput", "cost"]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+IntOrList = Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=1)]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=False,
+        allow_inf_nan=False,
+        hide_input_in_errors=True,
+    )
+
+
+def _dns_label(value: str, what: str) -> str:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        fixed = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63].strip("-") or "my-service"
+        raise ValueError(
+            f"{value!r} is not a valid {what}: use at most 63 lower-case letters, digits and '-', "
+            f"starting and ending with a letter or digit (e.g. {fixed!r})"
+        )
+    return value
+
+
+class Metadata(_Model):
+    """Identity of the deployment."""
+
+    name: str = Field(description="DNS-1123 label (<= 63 chars, [a-z0-9-]); used for job, object and file names.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels propagated to every Kubernetes object. Default: none."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _dns_label(v, "name")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if len(key) > 316 or not LABEL_KEY.match(key):
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key ([prefix/]name, name <= 63 "
+                                 "chars of [A-Za-z0-9-_.], starting and ending alphanumeric)")
+            if not LABEL_VALUE.match(value):
+                raise ValueError(f"label value {value!r} (key {key!r}) is not a valid Kubernetes label value "
+                                 "(<= 63 chars of [A-Za-z0-9-_.], starting and ending alphanumeric, or empty)")
+        return v
+
+
+class ModelSpec(_Model):
+    """Which model to serve and in what precision."""
+
+    id: str = Field(min_length=1, max_length=512, description="What the engine loads: a Hugging Face repo id or a path.")
+    architecture: str | None = Field(
+        default=None,
+        description="Model catalog key (`parc catalog models`). Default: inferred from `id` for well-known repos.",
+    )
+    config_path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Path to a Hugging Face config.json, relative to the spec file; overrides the catalog shapes.",
+    )
+    precision: Precision = Field(default="bf16", description="Weight precision. Default: bf16.")
+    kv_cache_precision: KvPrecision = Field(
+        default="auto", description="KV-cache precision: auto (same as activations, 16-bit) or fp8. Default: auto."
+    )
+    max_context_length: PositiveInt | None = Field(
+        default=None,
+        description="Tokens per request, prompt + output (the engine's max model length). "
+        "Default: the smaller of the model's maximum and 4x (inputTokens + outputTokens), at least 4096.",
+    )
+
+
+class Workload(_Model):
+    """The traffic the deployment must carry (means over requests)."""
+
+    input_tokens: PositiveInt = Field(description="Mean prompt length in tokens.")
+    output_tokens: PositiveInt = Field(description="Mean output length in tokens.")
+    concurrency: PositiveInt | None = Field(
+        default=None,
+        description="Concurrent requests the whole deployment must sustain. Required unless slo.objective is "
+        "throughput, where parc then finds the load that maximises throughput within the SLO.",
+    )
+
+
+class Slo(_Model):
+    """What the service must achieve and what to optimise."""
+
+    objective: Objective = Field(
+        default="latency",
+        description="latency: minimise TPOT then TTFT at the given concurrency; throughput: maximise output "
+        "tokens/s of the whole deployment within the targets; cost: meet every target with the fewest GPUs. "
+        "Default: latency.",
+    )
+    ttft_ms: float | None = Field(default=None, gt=0, description="Time-to-first-token target in ms (optional).")
+    tpot_ms: float | None = Field(default=None, gt=0, description="Time-per-output-token target in ms (optional).")
+    min_throughput_tokens_per_second: float | None = Field(
+        default=None, gt=0, description="Output tokens/s the whole deployment must deliver (optional)."
+    )
+
+
+class Pool(_Model):
+    """A homogeneous group of nodes."""
+
+    name: str = Field(description="DNS-1123 label, unique among pools.")
+    gpu: str = Field(
+        description="GPU catalog key, PRODUCT-FORM-MEMORY (`parc catalog gpus`), case-insensitive; aliases "
+        "such as 'h100' resolve.",
+        examples=["H100-SXM-80GB", "A100-PCIE-80GB", "H200-SXM-141GB", "A40-48GB"],
+    )
+    nodes: PositiveInt = Field(default=1, description="Number of nodes. Default: 1.")
+    gpus_per_node: PositiveInt = Field(le=72, description="GPUs in each node.")
+    intra_node: Literal["nvlink", "pcie"] | None = Field(
+        default=None, description="How GPUs inside a node talk. Default: the GPU catalog's typical server."
+    )
+    inter_node: Literal["infiniband", "roce", "ethernet", "none"] | None = Field(
+        default=None,
+        description="Fabric between nodes. Default: none for a single node; required when nodes > 1.",
+    )
+    inter_node_gbps: float | None = Field(
+        default=None, gt=0, le=100000, description="Inter-node bandwidth per GPU in Gbit/s. Default: by fabric."
+    )
+    scheduler: Literal["kubernetes", "slurm", "none"] = Field(
+        default="none", description="What schedules this pool; decides the default targets. Default: none."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _dns_label(v, "pool name")
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, v: str) -> str:
+        from parc import catalog
+
+        hit = catalog.gpus().get(v)
+        if hit is None:
+            close = catalog.gpus().suggest(v)
+            hint = f"did you mean {close[0]!r}?" if close else "see `parc catalog gpus` for the known GPUs"
+            raise ValueError(f"unknown GPU {v!r}; {hint}")
+        return str(hit.key)
+
+
+class Cluster(_Model):
+    """The inventory parc may place the model on."""
+
+    pools: list[Pool] = Field(min_length=1, max_length=64, description="Node pools; a replica never spans pools.")
+
+
+class Constraints(_Model):
+    """Optional narrowing of the search: an int or a list of allowed values per axis."""
+
+    tp: IntOrList | None = Field(default=None, description="Allowed tensor-parallel degrees.")
+    pp: IntOrList | None = Field(default=None, description="Allowed pipeline-parallel degrees.")
+    ep: IntOrList | None = Field(default=None, description="Allowed expert-parallel degrees (MoE).")
+    dp_attention: IntOrList | None = Field(default=None, description="Allowed data-parallel attention ranks.")
+    replicas: IntOrList | None = Field(default=None, description="Allowed replica counts (per pool group).")
+    max_gpus: PositiveInt | None = Field(default=None, description="Use at most this many GPUs in total.")
+
+
+class Engine(_Model):
+    """Which serving engine and release to emit flags for."""
+
+    name: EngineName = Field(default="auto", description="auto picks the best engine that can express the plan.")
+    version: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+){0,3}([.-]?[A-Za-z0-9]+)*$",
+        max_length=32,
+        description="Engine release whose flags parc emits. Default: a pinned recent release per engine.",
+    )
+    image: str | None = Field(
+        default=None, min_length=1, max_length=512, description="Container image. Default: the official image of that release."
+    )
+    extra_args: list[str] = Field(default_factory=list, description="Appended verbatim after parc's own flags.")
+
+
+class Toleration(_Model):
+    """A Kubernetes toleration."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class ModelCache(_Model):
+    """Where model weights are cached in a pod: exactly one of pvc, hostPath, emptyDir."""
+
+    pvc: str | None = Field(default=None, description="Name of an existing PersistentVolumeClaim.")
+    host_path: str | None = Field(default=None, description="A directory on the node.")
+    empty_dir: bool | None = Field(default=None, description="Download into a pod-local emptyDir.")
+
+    @model_validator(mode="after")
+    def _one(self) -> "ModelCache":
+        chosen = [n for n, v in (("pvc", self.pvc), ("hostPath", self.host_path), ("emptyDir", self.empty_dir)) if v]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"set exactly one of pvc, hostPath, emptyDir (got {', '.join(chosen) or 'none'})"
+            )
+        if self.host_path is not None and not self.host_path.startswith("/"):
+            raise ValueError(f"hostPath {self.host_path!r} must be an absolute path")
+        if self.pvc is not None:
+            _dns_label(self.pvc, "PVC name")
+        return self
+
+
+class KubernetesDeploy(_Model):
+    """Kubernetes placement details."""
+
+    namespace: str = Field(default="default", description="Namespace of every object. Default: default.")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(default="ClusterIP")
+    hf_token_secret: str | None = Field(
+        default=None, description="Secret holding the Hugging Face token (key HF_TOKEN). Default: none."
+    )
+    model_cache: ModelCache = Field(
+        default_factory=lambda: ModelCache(emptyDir=True), description="Default: an emptyDir."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return _dns_label(v, "namespace")
+
+
+class SlurmDeploy(_Model):
+    """SLURM batch details."""
+
+    partition: str | None = Field(default=None, description="Partition (-p). Default: the cluster default.")
+    account: str | None = Field(default=None, description="Account (-A). Default: none.")
+    time_limit: str = Field(
+        default="04:00:00",
+        pattern=r"^(\d+-)?\d+(:\d{2}){0,2}$|^(UNLIMITED|INFINITE)$",
+        description="Wall time, SLURM format [days-]hours:minutes:seconds. Default: 04:00:00.",
+    )
+    container_image: str | None = Field(default=None, description="pyxis/enroot image. Default: none (bare metal).")
+
+
+class Deploy(_Model):
+    """How the artefacts expose and place the server."""
+
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the engine listens on. Default: 8000.")
+    kubernetes: KubernetesDeploy = Field(default_factory=KubernetesDeploy)
+    slurm: SlurmDeploy = Field(default_factory=SlurmDeploy)
+
+
+class ServingSpec(_Model):
+    """One LLM deployment: model, SLO, cluster inventory and output targets."""
+
+    api_version: Literal["parc.dev/v1alpha1"] = Field(description="Always parc.dev/v1alpha1.")
+    kind: Literal["ServingSpec"] = Field(description="Always ServingSpec.")
+    metadata: Metadata
+    model: ModelSpec
+    workload: Workload
+    slo: Slo = Field(default_factory=Slo)
+    cluster: Cluster
+    constraints: Constraints = Field(default_factory=Constraints)
+    engine: Engine = Field(default_factory=Engine)
+    targets: list[Target] | None = Field(
+        default=None,
+        min_length=1,
+        description="Artefacts to write. Default: launch, plus slurm / kubernetes + helm for the pools' schedulers.",
+    )
+    deploy: Deploy = Field(default_factory=Deploy)
+
+
+SECTIONS: dict[str, type[_Model]] = {
+    "metadata": Metadata,
+    "model": ModelSpec,
+    "workload": Workload,
+    "slo": Slo,
+    "cluster": Cluster,
+    "constraints": Constraints,
+    "engine": Engine,
+    "deploy": Deploy,
+}
