@@ -8,6 +8,7 @@ Units: bytes and seconds inside; GiB and ms at the edges (``Prediction``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -113,8 +114,30 @@ def link(pool: ResolvedPool, group: int, f: Factors) -> LinkCost:
     if pool.intra_node == "nvlink" and group <= max(pool.nvlink_domain, 1) and pool.gpu.nvlink_gbs > 0:
         return LinkCost("nvlink", pool.gpu.nvlink_gbs / 2 * f.collective["nvlink"], hop["nvlink"], base)
     if group <= pool.gpus_per_node:
+        # A PCIe ring over more than half of a node of 4+ GPUs crosses the CPU sockets
+        # (NCCL's SYS path): a two-socket server hangs half its GPUs off each CPU.
+        if pool.gpus_per_node >= 4 and group > pool.gpus_per_node // 2:
+            return LinkCost("pcie-sys", pcie_gbs(pool.gpu) * f.collective["pcie_cross_socket"], hop["pcie"], base)
         return LinkCost("pcie", pcie_gbs(pool.gpu) * f.collective["pcie"], hop["pcie"], base)
     return LinkCost("network", pool.inter_node_gbps / 8 * f.collective["network"], hop["network"], base)
+
+
+def activation_bytes_per_message(arch: ModelArch, tokens: float) -> float:
+    """Bytes of one hidden-state tensor for ``tokens`` tokens (what TP all-reduces and PP
+    sends move): tokens x hidden x 2 bytes. Llama-3-70B, one token: 8192 x 2 = 16 KiB."""
+    return tokens * arch.hidden_size * ACT_BYTES
+
+
+def ring_all_reduce_bytes(nbytes: float, p: int) -> float:
+    """Bytes each rank sends in a ring all-reduce of ``nbytes``: 2(p-1)/p x nbytes
+    (16 KiB at p=4: 24 KiB)."""
+    return 2 * (p - 1) / p * nbytes if p > 1 else 0.0
+
+
+def all_reduces_per_forward(arch: ModelArch, pp: int = 1) -> float:
+    """TP all-reduces per forward pass of one pipeline stage: two per layer (after the
+    attention output projection and after the MLP down projection)."""
+    return 2 * arch.num_hidden_layers / pp
 
 
 def all_reduce_s(nbytes: float, p: int, lk: LinkCost) -> float:
@@ -123,7 +146,7 @@ def all_reduce_s(nbytes: float, p: int, lk: LinkCost) -> float:
     if p <= 1:
         return 0.0
     steps = 2 * (p - 1)
-    return (lk.base_us + steps * lk.hop_us) * 1e-6 + steps / p * nbytes / (lk.gbs * 1e9)
+    return (lk.base_us + steps * lk.hop_us) * 1e-6 + ring_all_reduce_bytes(nbytes, p) / (lk.gbs * 1e9)
 
 
 def all_to_all_s(nbytes_per_rank: float, p: int, lk: LinkCost) -> float:
@@ -161,6 +184,7 @@ class Memory:
     kv_cache: float  # budget - weights - activations - overhead (may be negative)
 
 
+@functools.lru_cache(maxsize=4096)
 def weight_bytes_per_gpu(arch: ModelArch, shape: Shape, precision: str) -> float:
     """Weight bytes on the most loaded GPU: layers of one stage split over tp (attention,
     dense MLP, shared experts) and over tp x dpAttention (routed experts), plus the
@@ -290,7 +314,6 @@ def _stage_time(ctx: Context, shape: Shape, links: tuple[LinkCost, LinkCost, Lin
     arch, gpu, f = ctx.arch, ctx.pool.gpu, ctx.factors
     tp_link, ep_link, pp_link = links
     bd = shapes.breakdown(arch)
-    layers = arch.num_hidden_layers / shape.pp
     # bytes read from HBM: this GPU's weights (routed experts only where a token lands) + KV
     w_total = weight_bytes_per_gpu(arch, shape, ctx.precision)
     if arch.is_moe:
@@ -308,8 +331,8 @@ def _stage_time(ctx: Context, shape: Shape, links: tuple[LinkCost, LinkCost, Lin
     flops += shapes.attention_flops(arch, new_tokens, context) / (shape.tp * shape.pp)
     comp_s = flops / (peak_flops(gpu, ctx.precision, ctx.weight_only_fallback) * f.compute)
     # communication
-    act = new_tokens * arch.hidden_size * ACT_BYTES
-    tp_s = 2 * layers * all_reduce_s(act, shape.tp, tp_link)
+    act = activation_bytes_per_message(arch, new_tokens)
+    tp_s = all_reduces_per_forward(arch, shape.pp) * all_reduce_s(act, shape.tp, tp_link)
     ep_s = 0.0
     if arch.is_moe and shape.ep > 1:
         moe_layers = arch.moe_layers / shape.pp

@@ -128,7 +128,7 @@ def notes(sol: Solution, res: Resolved) -> list[str]:
     for g in sol.groups:
         c, s = g.cand, g.cand.shape
         lk = cm.link(c.pool, s.tp, c.ctx.factors)
-        if s.tp > 1 and lk.kind == "pcie":
+        if s.tp > 1 and lk.kind.startswith("pcie"):
             out.append(
                 f"{c.pool.name}: this plan uses a TP group of {s.tp} over PCIe ({cm.pcie_gbs(c.pool.gpu):.1f} GB/s per "
                 f"direction, no NVLink): its all-reduces cost {g.timing.comm.tp_all_reduce_ms:.2f} ms per token, "

@@ -85,9 +85,13 @@ def resolve(doc: Document) -> Resolved:
                                     "set the concurrent requests to plan for, or use objective: throughput"))
     if "engine" in sec and "model" in sec:
         _check_engine(sec["engine"], sec["model"], pools, doc, problems)
+    _check_pool_names(doc, problems)
     targets: tuple[str, ...] = ()
-    if spec is not None:
-        targets = _targets(spec, doc, problems)
+    whole = spec if spec is not None else sec.get("_spec")
+    if whole is not None:
+        targets = _targets(whole, doc, problems)
+    else:
+        _check_raw_targets(doc, problems)
     if problems or spec is None or arch is None:
         raise SpecError(problems)
     ctx = spec.model.max_context_length or _default_context(spec, arch)
@@ -155,15 +159,9 @@ def _check_context(model: Any, workload: Any, arch: ModelArch, doc: Document, pr
 
 def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tuple[ResolvedPool, ...]:
     fabric = catalog.links()["fabric"]["default_gbps_per_gpu"]
-    seen: dict[str, int] = {}
     out = []
     for i, pool in enumerate(cluster.pools):
         where = ("cluster", "pools", i)
-        if pool.name in seen:
-            problems.append(Problem(doc.locate(where + ("name",)), f"cluster.pools[{i}].name",
-                                    f"pool name {pool.name!r} is already used by cluster.pools[{seen[pool.name]}]; "
-                                    "pool names must be unique"))
-        seen.setdefault(pool.name, i)
         gpu: GpuSpec = catalog.gpus().get(pool.gpu)
         intra = pool.intra_node or gpu.intra_node_default
         if intra == "nvlink" and gpu.nvlink_gbs <= 0:
@@ -178,6 +176,45 @@ def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tupl
         out.append(ResolvedPool(i, pool.name, gpu, pool.nodes, pool.gpus_per_node, intra, domain, inter,
                                 float(gbps), pool.scheduler))
     return tuple(out)
+
+
+def _raw_pools(doc: Document) -> list[Any]:
+    cluster = doc.data.get("cluster") if isinstance(doc.data, dict) else None
+    pools = cluster.get("pools") if isinstance(cluster, dict) else None
+    return pools if isinstance(pools, list) else []
+
+
+def _check_pool_names(doc: Document, problems: list[Problem]) -> None:
+    """Pool names are unique (checked on the raw data, so it runs even when a pool has
+    other errors)."""
+    seen: dict[str, int] = {}
+    for i, pool in enumerate(_raw_pools(doc)):
+        name = pool.get("name") if isinstance(pool, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            problems.append(Problem(doc.locate(("cluster", "pools", i, "name")), f"cluster.pools[{i}].name",
+                                    f"pool name {name!r} is already used by cluster.pools[{seen[name]}]; "
+                                    "pool names must be unique"))
+        seen.setdefault(name, i)
+
+
+def _check_raw_targets(doc: Document, problems: list[Problem]) -> None:
+    """Targets vs schedulers on the raw data, for specs that did not validate."""
+    targets = doc.data.get("targets") if isinstance(doc.data, dict) else None
+    if not isinstance(targets, list):
+        return
+    schedulers = {p.get("scheduler", "none") for p in _raw_pools(doc) if isinstance(p, dict)}
+    _need_schedulers([t for t in targets], schedulers, doc, problems)
+
+
+def _need_schedulers(targets: list[Any], schedulers: set[Any], doc: Document, problems: list[Problem]) -> None:
+    need = {"slurm": "slurm", "kubernetes": "kubernetes", "helm": "kubernetes"}
+    for i, t in enumerate(targets):
+        if isinstance(t, str) and t in need and need[t] not in schedulers:
+            problems.append(Problem(doc.locate(("targets", i)), f"targets[{i}]",
+                                    f"target {t!r} needs a pool with scheduler: {need[t]}; set it on a pool "
+                                    "or remove the target"))
 
 
 def _check_engine(engine: Any, model: Any, pools: tuple[ResolvedPool, ...], doc: Document,
@@ -207,12 +244,7 @@ def _targets(spec: ServingSpec, doc: Document, problems: list[Problem]) -> tuple
         if "kubernetes" in schedulers:
             out += ["kubernetes", "helm"]
         return tuple(out)
-    need = {"slurm": "slurm", "kubernetes": "kubernetes", "helm": "kubernetes"}
-    for i, t in enumerate(spec.targets):
-        if t in need and need[t] not in schedulers:
-            problems.append(Problem(doc.locate(("targets", i)), f"targets[{i}]",
-                                    f"target {t!r} needs a pool with scheduler: {need[t]}; set it on a pool "
-                                    "or remove the target"))
+    _need_schedulers(list(spec.targets), schedulers, doc, problems)
     dup = sorted({t for t in spec.targets if spec.targets.count(t) > 1})
     if dup:
         problems.append(Problem(doc.locate(("targets",)), "targets", f"{', '.join(dup)} listed more than once"))

@@ -378,18 +378,25 @@ class _Evaluator:
         return Solution(gs, ttft, tpot, thr, not misses, tuple(misses))
 
 
-def _replica_options(c: Candidate, allowed: set[int] | None, max_gpus: int | None) -> list[int]:
+def _replica_options(c: Candidate, allowed: set[int] | None, max_gpus: int | None,
+                     every: bool = False) -> list[int]:
+    """Replica counts worth trying for ``c``: the most that fit (more replicas never hurt
+    latency or throughput in the model), every count when a GPU cap makes it a knapsack,
+    or the counts the spec allows."""
     top = c.max_replicas
     if max_gpus is not None:
         top = min(top, max_gpus // c.shape.gpus)
     if allowed is not None:
         return sorted(r for r in allowed if 1 <= r <= top)
+    if every:
+        return list(range(1, top + 1))
     return [top] if top >= 1 else []
 
 
-def search(res: Resolved, cands: list[Candidate], pinned: Candidate | None = None) -> list[Solution]:
+def search(res: Resolved, cands: list[Candidate], pinned: Candidate | None = None,
+           ev: _Evaluator | None = None) -> list[Solution]:
     """Best solutions under the objective (best first); ``pinned`` forces its pool's shape."""
-    ev = _Evaluator(res)
+    ev = ev or _Evaluator(res)
     objective = res.spec.slo.objective
     conc = res.spec.workload.concurrency
     cons = res.spec.constraints
@@ -424,7 +431,7 @@ def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowe
             if load is None:
                 continue
             thr = ev.timing(c, load).throughput
-            for r in _replica_options(c, allowed_r, max_gpus):
+            for r in _replica_options(c, allowed_r, max_gpus, every=max_gpus is not None):
                 opts.append((r * c.shape.gpus, r * thr, (c, r, load)))
         options.append(opts)
     budget = max_gpus if max_gpus is not None else sum(max((o[0] for o in opts), default=0) for opts in options)
@@ -570,22 +577,24 @@ def solve(res: Resolved, top: int = 5) -> Result:
     objective = res.spec.slo.objective
     if not cands:
         raise InfeasibleError(*_why_nothing_fits(res, rejs))
-    sols = search(res, cands)
+    ev = _Evaluator(res)
+    sols = search(res, cands, ev=ev)
     feasible = [s for s in sols if s.meets_slo]
     if not feasible:
         raise InfeasibleError(*_why_slo(res, cands, sols))
     best = feasible[0]
     # alternatives: the best solution with each other candidate pinned on its pool
-    seen = {best.signature()}
+    seen: set[tuple[object, ...]] = {best.signature(), tuple(x[1:] for x in best.signature())}
     alts: list[Solution] = []
-    ev = _Evaluator(res)
     ranked = sorted(cands, key=lambda c: _standalone_key(ev, c, objective))
     for c in ranked[: max(top * 3, 12)]:
         if any(g.cand == c for g in best.groups):
             continue
-        for s in search(res, cands, pinned=c)[:1]:
-            if s.signature() not in seen:
+        for s in search(res, cands, pinned=c, ev=ev)[:1]:
+            shape_only = tuple(x[1:] for x in s.signature())
+            if s.signature() not in seen and shape_only not in seen:
                 seen.add(s.signature())
+                seen.add(shape_only)
                 alts.append(s)
     alts.sort(key=lambda s: s.key(objective))
     # memory/SLO rejections of candidates that fit but never meet the SLO

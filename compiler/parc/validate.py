@@ -32,16 +32,28 @@ def validate(doc: Document) -> ServingSpec:
 
 
 def validate_sections(doc: Document) -> tuple[ServingSpec | None, dict[str, Any], list[Problem]]:
-    """Validate the whole spec; when that fails, also validate each section on its own so
-    later checks can run on the sections that are fine. Returns (spec or None, the valid
-    sections by name, problems)."""
+    """Validate the whole spec. When that fails, prune the fields that had errors and
+    validate again (so cross-field checks can still run on everything else), then fall back
+    to validating each section alone. Returns (spec or None, the valid sections by name,
+    problems). A pruned spec is never returned as the spec: only its sections are."""
     try:
         spec = ServingSpec.model_validate(doc.data)
         return spec, {name: getattr(spec, name) for name in SECTIONS}, []
     except ValidationError as exc:
         problems = translate(exc, doc, ())
+        bad = [_data_path(doc.data, tuple(e["loc"]), e["type"])[0] for e in exc.errors()]
+    pruned = doc.data
+    for _ in range(3):
+        pruned = _prune(pruned, bad)
+        try:
+            partial = ServingSpec.model_validate(pruned)
+            return None, {name: getattr(partial, name) for name in SECTIONS} | {"_spec": partial}, problems
+        except ValidationError as exc:
+            bad = [_data_path(pruned, tuple(e["loc"]), e["type"])[0] for e in exc.errors()]
+            if not bad or all(not p for p in bad):
+                break
     sections: dict[str, Any] = {}
-    data = doc.data if isinstance(doc.data, dict) else {}
+    data = pruned if isinstance(pruned, dict) else {}
     for name, cls in SECTIONS.items():
         if name not in data:
             field = ServingSpec.model_fields[name]
@@ -54,6 +66,24 @@ def validate_sections(doc: Document) -> tuple[ServingSpec | None, dict[str, Any]
         except ValidationError:
             pass
     return None, sections, problems
+
+
+def _prune(data: Any, paths: list[PathT]) -> Any:
+    """A copy of ``data`` without the nodes at ``paths`` (a failing list item's field is
+    removed, not the item, so the other fields of that item still count)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for path in sorted({p for p in paths if p}, key=len, reverse=True):
+        node = out
+        for part in path[:-1]:
+            node = node[part]
+        last = path[-1]
+        if isinstance(node, dict) and last in node:
+            del node[last]
+        elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node.pop(last)
+    return out
 
 
 def translate(exc: ValidationError, doc: Document, prefix: PathT) -> list[Problem]:

@@ -163,7 +163,11 @@ class Catalog:
 
     def suggest(self, name: str, n: int = 1) -> list[str]:
         """Closest canonical keys to ``name`` (via keys and aliases)."""
-        hits = difflib.get_close_matches(_norm(name), list(self.index), n=n * 3, cutoff=0.6)
+        names = list(self.index)
+        norm = _norm(name)
+        # try the name as typed and with the letter O read as zero (H1OO -> H100)
+        hits = difflib.get_close_matches(norm, names, n=n * 3, cutoff=0.6)
+        hits = difflib.get_close_matches(norm.replace("o", "0"), names, n=n * 3, cutoff=0.6) + hits
         out: list[str] = []
         for h in hits:
             key = self.index[h]

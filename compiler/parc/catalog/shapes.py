@@ -6,6 +6,7 @@ test checks the parameter counts against the published sizes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from parc.catalog import ModelArch
@@ -54,6 +55,7 @@ class ParamBreakdown:
         return arch.num_experts * self.expert * arch.moe_layers
 
 
+@functools.lru_cache(maxsize=256)
 def breakdown(arch: ModelArch) -> ParamBreakdown:
     """Count parameters from the shapes (the same tensors as the HF checkpoint)."""
     h = arch.hidden_size
@@ -135,6 +137,7 @@ def attention_flops(arch: ModelArch, query_tokens: float, context_tokens: float)
     return 2 * query_tokens * arch.num_attention_heads * (qk + v) * eff_layers_ctx
 
 
+@functools.lru_cache(maxsize=256)
 def linear_flops_per_token(arch: ModelArch) -> float:
     """FLOPs of the weight matmuls for one token: 2 x active parameters without the
     input embedding (a lookup, not a matmul)."""

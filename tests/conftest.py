@@ -1,0 +1,69 @@
+"""Shared fixtures: the repository root, examples, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from parc.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def example_specs() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.yaml"))
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose external tool is missing, but fail under CI=true (nothing may skip)."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def run():
+    """Run the parc CLI in-process: run(args) -> (exit_code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def _run(*args: str):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return _run
+
+
+MINIMAL = """\
+apiVersion: parc.dev/v1alpha1
+kind: ServingSpec
+metadata:
+  name: demo
+model:
+  id: meta-llama/Llama-3.1-8B-Instruct
+workload:
+  inputTokens: 1000
+  outputTokens: 200
+  concurrency: 8
+cluster:
+  pools:
+    - name: p
+      gpu: H100-SXM-80GB
+      gpusPerNode: 8
+"""
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write(text, name="spec.yaml") -> path of a spec file in a temp dir."""
+
+    def _write(text: str, name: str = "spec.yaml") -> Path:
+        p = tmp_path / name
+        p.write_text(text, encoding="utf-8")
+        return p
+
+    return _write

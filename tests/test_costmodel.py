@@ -1,0 +1,120 @@
+"""The cost model reproduces the seeds' arithmetic and behaves physically."""
+
+from __future__ import annotations
+
+import pytest
+
+from parc import catalog
+from parc import costmodel as cm
+from parc.catalog import shapes
+
+LLAMA3_70B = catalog.models().entries["llama-3-70b"]
+LLAMA2_70B = catalog.models().entries["llama-2-70b"]
+L405 = catalog.models().entries["llama-3.1-405b"]
+
+
+def test_seed_all_reduce_arithmetic_llama3_70b_tp4_one_token():
+    msg = cm.activation_bytes_per_message(LLAMA3_70B, 1)
+    assert msg == 16 * 1024  # 8192 x 1 x 2 bytes = 16 KB
+    assert cm.ring_all_reduce_bytes(msg, 4) == 24 * 1024  # 2 x 3/4 x 16 KB = 24 KB
+    assert cm.all_reduces_per_forward(LLAMA3_70B) == 160  # 80 layers x 2
+    # seed table: 24 KB over NVLink A100 at 600 GB/s is 0.04 us; over PCIe 4.0 x16 at 64 GB/s 0.37 us
+    assert cm.ring_all_reduce_bytes(msg, 4) / 600e9 * 1e6 == pytest.approx(0.04, abs=0.005)
+    assert cm.ring_all_reduce_bytes(msg, 4) / 64e9 * 1e6 == pytest.approx(0.38, abs=0.01)
+    # batch 32: each tensor 512 KB
+    assert cm.activation_bytes_per_message(LLAMA3_70B, 32) == 512 * 1024
+
+
+def test_seed_bubble_fractions():
+    assert cm.bubble_fraction(4, 1) == 0.75
+    assert cm.bubble_fraction(4, 16) == pytest.approx(3 / 19)
+    assert round(cm.bubble_fraction(4, 16), 2) == 0.16
+
+
+def test_seed_weights_llama2_70b_tp4():
+    # seed: 140 GB in FP16, 35 GB per GPU at TP=4
+    total = shapes.total_params(LLAMA2_70B) * 2
+    assert total / 1e9 == pytest.approx(138, rel=0.02)
+    per_gpu = cm.weight_bytes_per_gpu(LLAMA2_70B, cm.Shape(4, 1, 1, 1), "bf16")
+    assert per_gpu / 1e9 == pytest.approx(35, rel=0.03)
+    assert cm.weight_bytes_per_gpu(LLAMA2_70B, cm.Shape(1, 4, 1, 1), "bf16") / 1e9 == pytest.approx(35, rel=0.05)
+
+
+def test_seed_405b_sizes():
+    assert shapes.total_params(L405) * 2 / 1e9 == pytest.approx(810, rel=0.01)  # 810 GB in bf16
+    int4 = shapes.total_params(L405) * shapes.WEIGHT_BYTES["int4"] / 1e9
+    assert int4 == pytest.approx(203, rel=0.05)  # ~203 GB in int4 (group scales included)
+    assert int4 > catalog.gpus().get("H200-SXM-141GB").memory_gb
+
+
+def test_kv_cache_gqa_and_replication():
+    # Llama-3-70B: 80 layers, 8 KV heads x 128, bf16 -> 2 x 80 x 8 x 128 x 2 = 320 KiB per token
+    assert shapes.kv_bytes_per_sequence(LLAMA3_70B, "auto", 1, 1, 1) == 327680
+    assert shapes.kv_bytes_per_sequence(LLAMA3_70B, "auto", 4, 1, 1) == 327680 / 4
+    # tp=16 > 8 KV heads: each GPU keeps one replicated head
+    assert shapes.kv_bytes_per_sequence(LLAMA3_70B, "auto", 16, 1, 1) == 327680 / 8
+    assert shapes.kv_bytes_per_sequence(LLAMA3_70B, "fp8", 4, 2, 1) == 327680 / 16
+
+
+def test_kv_cache_mla_is_latent_and_replicated():
+    ds = catalog.models().entries["deepseek-v3"]
+    per = (ds.kv_lora_rank + ds.qk_rope_head_dim) * 2 * ds.num_hidden_layers
+    assert shapes.kv_bytes_per_sequence(ds, "auto", 8, 1, 1) == per
+
+
+def test_sliding_window_caps_kv():
+    oss = catalog.models().entries["gpt-oss-120b"]
+    short = shapes.kv_bytes_per_sequence(oss, "auto", 1, 1, oss.sliding_window)
+    long = shapes.kv_bytes_per_sequence(oss, "auto", 1, 1, 100 * oss.sliding_window)
+    full_layers = oss.num_hidden_layers - oss.sliding_window_layers
+    assert long < 100 * short
+    assert long == pytest.approx(short / oss.num_hidden_layers * (full_layers * 100 + oss.sliding_window_layers))
+
+
+def test_moe_experts_split_by_tp_x_dpa():
+    mx = catalog.models().entries["mixtral-8x7b"]
+    one = cm.weight_bytes_per_gpu(mx, cm.Shape(1, 1, 1, 1), "bf16")
+    eight = cm.weight_bytes_per_gpu(mx, cm.Shape(1, 1, 8, 8), "bf16")
+    experts = shapes.breakdown(mx).moe_weights(mx) * 2
+    assert one - eight == pytest.approx(experts * 7 / 8, rel=1e-6)
+
+
+def test_link_selection_nvlink_pcie_network():
+    from parc.resolve import ResolvedPool
+
+    gpu = catalog.gpus().get("A100-SXM-80GB")
+    f = cm.factors(gpu, "vllm")
+    pool = ResolvedPool(0, "p", gpu, 2, 8, "nvlink", 8, "infiniband", 200, "none")
+    assert cm.link(pool, 8, f).kind == "nvlink"
+    assert cm.link(pool, 16, f).kind == "network"
+    pcie = ResolvedPool(0, "p", catalog.gpus().get("A100-PCIE-80GB"), 1, 8, "pcie", 0, "none", 0, "none")
+    assert cm.link(pcie, 4, f).kind == "pcie"
+    assert cm.link(pcie, 8, f).kind == "pcie-sys"
+    assert cm.link(pcie, 4, f).gbs < cm.link(pool, 4, f).gbs / 5
+
+
+def test_tp_over_pcie_costs_more_than_over_nvlink():
+    from parc.resolve import ResolvedPool
+
+    gpu = catalog.gpus().get("A100-SXM-80GB")
+    f = cm.factors(gpu, "vllm")
+    nv = ResolvedPool(0, "p", gpu, 1, 4, "nvlink", 8, "none", 0, "none")
+    pc = ResolvedPool(0, "p", gpu, 1, 4, "pcie", 0, "none", 0, "none")
+    msg = cm.activation_bytes_per_message(LLAMA3_70B, 32)
+    assert cm.all_reduce_s(msg, 4, cm.link(pc, 4, f)) > 3 * cm.all_reduce_s(msg, 4, cm.link(nv, 4, f))
+
+
+def test_decode_is_memory_bound_and_tpot_grows_with_load():
+    from parc.resolve import ResolvedPool
+
+    gpu = catalog.gpus().get("H100-SXM-80GB")
+    pool = ResolvedPool(0, "p", gpu, 1, 8, "nvlink", 8, "none", 0, "none")
+    ctx = cm.Context(LLAMA3_70B, pool, "bf16", "auto", "vllm", True, cm.factors(gpu, "vllm"), 1000, 200)
+    t1 = cm.predict(ctx, cm.Shape(4, 1, 1, 1), 1, 4096)
+    t32 = cm.predict(ctx, cm.Shape(4, 1, 1, 1), 32, 4096)
+    assert t32.tpot_s > t1.tpot_s
+    assert t32.throughput > 10 * t1.throughput
+    # one token: ~35 GB of weights per GPU read at ~3.35 TB/s x 0.8 -> about 13 ms
+    assert 0.008 < t1.tpot_s < 0.03
+    t8 = cm.predict(ctx, cm.Shape(8, 1, 1, 1), 1, 4096)
+    assert t8.tpot_s < t1.tpot_s
