@@ -151,5 +151,37 @@ def plan(spec: str, fmt: str, top: int) -> None:
     _run(go)
 
 
+@main.command(name="compile")
+@click.argument("specs", nargs=-1, required=True)
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Output directory (created if missing; files parc did not write are kept).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 with a diff if OUTPUT is not what would be written.")
+@click.option("--target", "targets", multiple=True, type=click.Choice(["launch", "slurm", "kubernetes", "helm"]),
+              help="Write only these targets (repeatable). Default: the spec's targets.")
+def compile_(specs: tuple[str, ...], output: str, check: bool, targets: tuple[str, ...]) -> None:
+    """Plan and write plan.json, launch scripts, SLURM, Kubernetes and Helm files.
+
+    One spec file compiles into OUTPUT; a directory or several files compile each spec
+    into OUTPUT/<metadata.name>/.
+    """
+
+    def go() -> None:
+        from parc import write
+        from parc.pipeline import compile_many, compile_spec
+
+        paths = spec_files(specs)
+        many = len(specs) > 1 or Path(specs[0]).is_dir()
+        arts = compile_many(paths, targets or None) if many else compile_spec(paths[0], targets or None)[1]
+        out = Path(output)
+        if check:
+            write.check(out, arts)
+            click.echo(f"{output}: up to date ({len(arts)} files)")
+            return
+        write.write(out, arts)
+        click.echo(f"{output}: wrote {len(arts)} files")
+
+    _run(go)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -220,7 +220,17 @@ def _need_schedulers(targets: list[Any], schedulers: set[Any], doc: Document, pr
 def _check_engine(engine: Any, model: Any, pools: tuple[ResolvedPool, ...], doc: Document,
                   problems: list[Problem]) -> None:
     if engine.name == "auto":
+        if engine.version is not None:
+            problems.append(Problem(doc.locate(("engine", "version")), "engine.version",
+                                    "a version needs an engine: set engine.name to vllm, trtllm or tgi"))
         return
+    from parc.engines import flags
+
+    known = flags.versions(engine.name)
+    if engine.version is not None and engine.version not in known:
+        problems.append(Problem(doc.locate(("engine", "version")), "engine.version",
+                                f"parc has no flag table for {engine.name} {engine.version}; known: "
+                                f"{', '.join(known)} (default {flags.default_version(engine.name)})"))
     cap = capabilities()[engine.name]
     if model.precision not in cap.precisions:
         problems.append(Problem(doc.locate(("model", "precision")), "model.precision",
