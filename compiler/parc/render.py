@@ -11,7 +11,7 @@ from typing import Any
 
 from parc.resources import resource_dir
 
-_VAR = re.compile(r"\$\(([A-Z_][A-Z0-9_]*)\)")
+_VAR = re.compile(r"\$\((PARC_[A-Z_]+)\)")  # only parc's own placeholders; users cannot write them
 
 
 class TemplateBug(Exception):
@@ -24,8 +24,8 @@ def shell_quote(value: Any) -> str:
 
 
 def shell_word(value: Any) -> str:
-    """Like shell_quote, but ``$(VAR)`` references (Kubernetes style) become ``"${VAR}"``
-    expansions; everything else stays literal."""
+    """Like shell_quote, but parc's ``$(PARC_*)`` placeholders become ``"${PARC_*}"``
+    expansions; everything else, including any other ``$(...)``, stays literal."""
     text = str(value)
     parts = []
     pos = 0
@@ -40,8 +40,14 @@ def shell_word(value: Any) -> str:
 
 
 def shell_argv(argv: list[str]) -> str:
-    """A whole argv as shell words, one per element, continued over lines."""
-    return " \\\n  ".join(shell_word(a) for a in argv)
+    """A whole argv as shell words, one element per word; each option starts a continued
+    line with its value beside it (``--port 8000``), for reading."""
+    lines: list[list[str]] = [[]]
+    for a in argv:
+        if a.startswith("-") and lines[-1]:
+            lines.append([])
+        lines[-1].append(shell_word(a))
+    return " \\\n    ".join(" ".join(words) for words in lines)
 
 
 def tojson(value: Any) -> str:

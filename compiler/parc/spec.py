@@ -44,6 +44,15 @@ class _Model(BaseModel):
     )
 
 
+RESERVED = "$(PARC_"
+
+
+def _no_placeholder(value: str) -> str:
+    if RESERVED in value:
+        raise ValueError(f"{value!r} contains {RESERVED!r}, which parc reserves for its own placeholders")
+    return value
+
+
 def _dns_label(value: str, what: str) -> str:
     if len(value) > 63 or not DNS1123_LABEL.match(value):
         fixed = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63].strip("-") or "my-service"
@@ -70,14 +79,19 @@ class Metadata(_Model):
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, value in v.items():
-            if len(key) > 316 or not LABEL_KEY.match(key):
-                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key ([prefix/]name, name <= 63 "
-                                 "chars of [A-Za-z0-9-_.], starting and ending alphanumeric)")
-            if not LABEL_VALUE.match(value):
-                raise ValueError(f"label value {value!r} (key {key!r}) is not a valid Kubernetes label value "
-                                 "(<= 63 chars of [A-Za-z0-9-_.], starting and ending alphanumeric, or empty)")
-        return v
+        return check_labels(v)
+
+
+def check_labels(v: dict[str, str]) -> dict[str, str]:
+    """Kubernetes label syntax for keys and values."""
+    for key, value in v.items():
+        if len(key) > 316 or not LABEL_KEY.match(key):
+            raise ValueError(f"label key {key!r} is not a valid Kubernetes label key ([prefix/]name, name <= 63 "
+                             "chars of [A-Za-z0-9-_.], starting and ending alphanumeric)")
+        if not LABEL_VALUE.match(value):
+            raise ValueError(f"label value {value!r} (key {key!r}) is not a valid Kubernetes label value "
+                             "(<= 63 chars of [A-Za-z0-9-_.], starting and ending alphanumeric, or empty)")
+    return v
 
 
 class ModelSpec(_Model):
@@ -88,6 +102,11 @@ class ModelSpec(_Model):
         default=None,
         description="Model catalog key (`parc catalog models`). Default: inferred from `id` for well-known repos.",
     )
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return _no_placeholder(v)
+
     config_path: str | None = Field(
         default=None,
         min_length=1,
@@ -203,9 +222,17 @@ class Engine(_Model):
         description="Engine release whose flags parc emits. Default: a pinned recent release per engine.",
     )
     image: str | None = Field(
-        default=None, min_length=1, max_length=512, description="Container image. Default: the official image of that release."
+        default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$",
+        description="Container image. Default: the official image of that release."
     )
     extra_args: list[str] = Field(default_factory=list, description="Appended verbatim after parc's own flags.")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        for a in v:
+            _no_placeholder(a)
+        return v
 
 
 class Toleration(_Model):
@@ -245,31 +272,51 @@ class KubernetesDeploy(_Model):
     namespace: str = Field(default="default", description="Namespace of every object. Default: default.")
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(default="ClusterIP")
     hf_token_secret: str | None = Field(
-        default=None, description="Secret holding the Hugging Face token (key HF_TOKEN). Default: none."
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Secret holding the Hugging Face token (key HF_TOKEN). Default: none."
     )
     model_cache: ModelCache = Field(
         default_factory=lambda: ModelCache(emptyDir=True), description="Default: an emptyDir."
     )
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels every pod requires.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of every pod.")
+    service_monitor: bool = Field(
+        default=False, description="Also write a Prometheus Operator ServiceMonitor for the engine's /metrics."
+    )
+    host_network: bool = Field(default=False, description="Run pods in the node's network namespace. Default: false.")
 
     @field_validator("namespace")
     @classmethod
     def _ns(cls, v: str) -> str:
         return _dns_label(v, "namespace")
 
+    @field_validator("node_selector")
+    @classmethod
+    def _selector(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_labels(v)
+
 
 class SlurmDeploy(_Model):
     """SLURM batch details."""
 
-    partition: str | None = Field(default=None, description="Partition (-p). Default: the cluster default.")
-    account: str | None = Field(default=None, description="Account (-A). Default: none.")
+    partition: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$", max_length=128,
+        description="Partition(s) (-p), comma-separated. Default: the cluster default.")
+    account: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$", max_length=128,
+                                description="Account (-A). Default: none.")
     time_limit: str = Field(
         default="04:00:00",
         pattern=r"^(\d+-)?\d+(:\d{2}){0,2}$|^(UNLIMITED|INFINITE)$",
         description="Wall time, SLURM format [days-]hours:minutes:seconds. Default: 04:00:00.",
     )
-    container_image: str | None = Field(default=None, description="pyxis/enroot image. Default: none (bare metal).")
+    container_image: str | None = Field(
+        default=None, min_length=1, max_length=512,
+        description="pyxis/enroot image for srun --container-image. Default: none (bare metal).")
+
+    @field_validator("container_image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        return _no_placeholder(v) if v is not None else v
 
 
 class Deploy(_Model):

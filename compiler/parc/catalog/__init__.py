@@ -57,6 +57,9 @@ class GpuSpec:
     tdp_w: float
     sources: tuple[Source, ...]
     note: str = ""
+    k8s_resource: str = "nvidia.com/gpu"  # extended resource a pod requests
+    k8s_product_label: str = ""  # node label key set by GPU feature discovery
+    k8s_product_value: str = ""  # its value for this GPU ("" = do not select on it)
 
     @property
     def memory_bytes(self) -> float:

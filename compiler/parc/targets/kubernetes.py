@@ -1,0 +1,322 @@
+"""Targets ``kubernetes`` and ``helm``.
+
+One source of truth: :func:`values` computes the Helm values of ``charts/parc-serving``
+from the plan; :func:`objects` turns values into Kubernetes objects exactly as the chart's
+templates do (a test renders the chart with real Helm and compares object for object).
+
+    out/kubernetes/<name>.yaml   every object, multi-document, stable order
+    out/helm/values.yaml         values for charts/parc-serving
+
+Per plan group: a Deployment when a replica fits one node, a LeaderWorkerSet
+(leaderworkerset.x-k8s.io/v1, size = nodes per replica) when it spans nodes. One Service
+across groups selects the serving pods (servers and LWS leaders); one PodDisruptionBudget;
+a ConfigMap with parc's generated launch files when a pod runs one; a ServiceMonitor when
+``deploy.kubernetes.serviceMonitor`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from parc import costmodel as cm
+from parc.engines import argv as eargv
+from parc.engines import flags
+from parc.errors import InfeasibleError, UsageError
+from parc.render import render
+from parc.targets import Artifact, Inputs
+from parc.targets.launch import header
+from parc.targets.launch import build as launch_files
+
+CONFIG_MOUNT = "/etc/parc"
+CACHE_MOUNT = "/var/cache/parc/huggingface"
+SHM_SIZE = "16Gi"  # NCCL and the engines' shared-memory transports (vLLM docs recommend a large /dev/shm)
+GRACE_SECONDS = 60
+HEALTH = {"vllm": "/health", "trtllm": "/health", "tgi": "/health"}
+METRICS = "/metrics"
+#: CPU and host memory requested per GPU: tokenisation, scheduling and weight loading
+#: (engines load safetensors through host memory).
+CPU_PER_GPU = 4
+MEM_GIB_PER_GPU = 16
+
+
+def image(inputs: Inputs) -> str:
+    """The container image: engine.image, else the pinned release's official image."""
+    spec = inputs.res.spec
+    if spec.engine.image:
+        return spec.engine.image
+    engine = inputs.plan["engine"]
+    rel = flags.release(engine, spec.engine.version)
+    if not rel.image:
+        raise UsageError(f"parc has no official image for {engine} {rel.version} (its flag table is tied to a commit, "
+                         "not a release); set engine.image")
+    return rel.image
+
+
+def _k8s_args(argv: list[str]) -> list[str]:
+    """argv for a container command: ``$(...)`` that is not a parc placeholder is escaped
+    (``$$(``) so the kubelet passes it through literally."""
+    out = []
+    for a in argv:
+        esc = a.replace("$(", "$$(")
+        for var in (eargv.HEAD_ADDR, eargv.CONFIG_DIR):
+            esc = esc.replace(f"$$({var})", f"$({var})")
+        out.append(esc)
+    return out
+
+
+def _env(plan_env: dict[str, str], extra: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in sorted({**plan_env, **extra}.items())]
+
+
+def _startup_seconds(weights_gib_per_gpu: float) -> int:
+    """Time allowed for start-up: downloading and loading weights plus CUDA graph capture;
+    10 minutes, plus 10 s per GiB of weights a GPU loads, rounded up to minutes."""
+    return int(math.ceil((600 + 10 * weights_gib_per_gpu) / 60) * 60)
+
+
+def group_values(inputs: Inputs, i: int, files: dict[str, str]) -> dict[str, Any]:
+    res = inputs.res
+    g = inputs.result.best.groups[i]
+    gpu = g.cand.pool.gpu
+    entries = {e["role"]: e for e in inputs.plan["launch"] if e["group"] == i}
+    gpus_pod = min(g.cand.pool.gpus_per_node, g.cand.shape.gpus)
+    multi = g.cand.nodes_per_replica > 1
+    engine = g.cand.engine
+    if multi and engine != "vllm":
+        raise InfeasibleError(f"target kubernetes: a {engine} replica across {g.cand.nodes_per_replica} nodes needs an "
+                              "MPI launcher parc does not generate for Kubernetes; use engine vllm, or the slurm target")
+    extra: dict[str, str] = {"HF_HOME": CACHE_MOUNT}
+    if any(f"$({eargv.CONFIG_DIR})" in a for e in entries.values() for a in e["argv"]):
+        extra[eargv.CONFIG_DIR] = CONFIG_MOUNT
+    caps = ["IPC_LOCK"] if multi and g.cand.pool.inter_node in ("infiniband", "roce") else []
+    if multi:
+        head = entries["head"]
+        # the head runs parc's launch script (Ray bootstrap, then the server) from the ConfigMap
+        leader_cmd = ["bash", f"{CONFIG_MOUNT}/{_script(inputs, head)}"]
+        leader = {"command": leader_cmd, "env": _env(head["env"], {**extra, eargv.HEAD_ADDR: "$(LWS_LEADER_ADDRESS)"})}
+        worker_e = entries["worker"]
+        worker = {"command": _k8s_args(worker_e["argv"]),
+                  "env": _env(worker_e["env"], {**extra, eargv.HEAD_ADDR: "$(LWS_LEADER_ADDRESS)"})}
+    else:
+        server = entries["server"]
+        leader = {"command": _k8s_args(server["argv"]), "env": _env(server["env"], extra)}
+        worker = None
+    weights_gib = g.cand.memory.weights / cm.GIB
+    return {
+        "name": inputs.stem(i),
+        "pool": g.cand.pool.name,
+        "engine": engine,
+        "workload": "LeaderWorkerSet" if multi else "Deployment",
+        "replicas": g.replicas,
+        "size": g.cand.nodes_per_replica,
+        "gpusPerPod": gpus_pod,
+        "gpuResource": gpu.k8s_resource,
+        "nodeSelector": ({gpu.k8s_product_label: gpu.k8s_product_value}
+                         if gpu.k8s_product_label and gpu.k8s_product_value else {}),
+        "cpu": str(CPU_PER_GPU * gpus_pod),
+        "memory": f"{MEM_GIB_PER_GPU * gpus_pod}Gi",
+        "startupSeconds": _startup_seconds(weights_gib),
+        "capabilities": caps,
+        "leader": leader,
+        "worker": worker,
+    }
+
+
+def _script(inputs: Inputs, entry: dict[str, Any]) -> str:
+    from parc.targets.launch import script_name
+
+    return script_name(inputs, entry)
+
+
+def values(inputs: Inputs) -> dict[str, Any]:
+    """Helm values for charts/parc-serving (also the input of :func:`objects`)."""
+    res = inputs.res
+    spec = res.spec
+    k = spec.deploy.kubernetes
+    files: dict[str, str] = {}
+    if any(g.cand.nodes_per_replica > 1 for g in inputs.result.best.groups) or any(
+            "$(" + eargv.CONFIG_DIR + ")" in a for e in inputs.plan["launch"] for a in e["argv"]):
+        files = {a.path.split("/", 1)[1]: a.content for a in launch_files(inputs)}
+    cache: dict[str, Any]
+    if k.model_cache.pvc:
+        cache = {"pvc": k.model_cache.pvc}
+    elif k.model_cache.host_path:
+        cache = {"hostPath": k.model_cache.host_path}
+    else:
+        cache = {"emptyDir": True}
+    return {
+        "name": spec.metadata.name,
+        "namespace": k.namespace,
+        "labels": dict(sorted(spec.metadata.labels.items())),
+        "image": image(inputs),
+        "imagePullPolicy": "IfNotPresent",
+        "imagePullSecrets": [],
+        "podAnnotations": {},
+        "port": spec.deploy.port,
+        "healthPath": HEALTH[inputs.plan["engine"]],
+        "metricsPath": METRICS,
+        "service": {"type": k.service_type},
+        "serviceMonitor": {"enabled": k.service_monitor, "interval": "30s"},
+        "hfTokenSecret": k.hf_token_secret or "",
+        "modelCache": cache,
+        "shmSize": SHM_SIZE,
+        "terminationGracePeriodSeconds": GRACE_SECONDS,
+        "hostNetwork": k.host_network,
+        "nodeSelector": dict(sorted(k.node_selector.items())),
+        "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in k.tolerations],
+        "files": files,
+        "groups": [group_values(inputs, i, files) for i in range(len(inputs.result.best.groups))],
+    }
+
+
+# ----------------------------------------------------------------------------- objects
+
+
+def _labels(v: dict[str, Any], instance: str, component: str) -> dict[str, str]:
+    return {**v["labels"], "app.kubernetes.io/name": v["name"], "app.kubernetes.io/instance": instance,
+            "app.kubernetes.io/component": component, "app.kubernetes.io/managed-by": "parc"}
+
+
+def _meta(v: dict[str, Any], name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": v["namespace"], "labels": labels}
+
+
+def _pod(v: dict[str, Any], g: dict[str, Any], role: str, proc: dict[str, Any]) -> dict[str, Any]:
+    """A pod template for one process (server, LWS leader, or LWS worker)."""
+    serving = role in ("server", "leader")
+    labels = _labels(v, g["name"], role)
+    if serving:
+        labels["parc.dev/serving"] = "true"
+    env = list(proc["env"])
+    if v["hfTokenSecret"]:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": v["hfTokenSecret"], "key": "HF_TOKEN"}}})
+    gpu = {g["gpuResource"]: g["gpusPerPod"]}
+    container: dict[str, Any] = {
+        "name": "engine",
+        "image": v["image"],
+        "imagePullPolicy": v["imagePullPolicy"],
+        "command": proc["command"],
+        "env": env,
+    }
+    if serving:
+        container["ports"] = [{"name": "http", "containerPort": v["port"], "protocol": "TCP"}]
+    container["resources"] = {"requests": {"cpu": g["cpu"], "memory": g["memory"], **gpu}, "limits": dict(gpu)}
+    mounts = [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": CACHE_MOUNT}]
+    if v["files"]:
+        mounts.append({"name": "parc-files", "mountPath": CONFIG_MOUNT, "readOnly": True})
+    container["volumeMounts"] = mounts
+    if serving:
+        probe = {"httpGet": {"path": v["healthPath"], "port": "http"}}
+        container["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": g["startupSeconds"] // 10}
+        container["readinessProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 3}
+        container["livenessProbe"] = {**probe, "periodSeconds": 30, "timeoutSeconds": 5, "failureThreshold": 3}
+    caps: dict[str, Any] = {"drop": ["ALL"]}
+    if g["capabilities"]:
+        caps["add"] = list(g["capabilities"])
+    container["securityContext"] = {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": caps,
+                                    "seccompProfile": {"type": "RuntimeDefault"}}
+    cache = v["modelCache"]
+    if "pvc" in cache:
+        cache_vol: dict[str, Any] = {"persistentVolumeClaim": {"claimName": cache["pvc"]}}
+    elif "hostPath" in cache:
+        cache_vol = {"hostPath": {"path": cache["hostPath"], "type": "DirectoryOrCreate"}}
+    else:
+        cache_vol = {"emptyDir": {}}
+    volumes = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": v["shmSize"]}},
+               {"name": "model-cache", **cache_vol}]
+    if v["files"]:
+        volumes.append({"name": "parc-files", "configMap": {"name": f"{v['name']}-parc", "defaultMode": 0o555}})
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": v["terminationGracePeriodSeconds"],
+    }
+    if v["hostNetwork"]:
+        spec["hostNetwork"] = True
+        spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+    selector = {**v["nodeSelector"], **g["nodeSelector"]}
+    if selector:
+        spec["nodeSelector"] = dict(sorted(selector.items()))
+    if v["tolerations"]:
+        spec["tolerations"] = v["tolerations"]
+    if v["imagePullSecrets"]:
+        spec["imagePullSecrets"] = v["imagePullSecrets"]
+    spec["containers"] = [container]
+    spec["volumes"] = volumes
+    meta: dict[str, Any] = {"labels": labels}
+    if v["podAnnotations"]:
+        meta["annotations"] = dict(v["podAnnotations"])
+    return {"metadata": meta, "spec": spec}
+
+
+def _workload(v: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
+    if g["workload"] == "Deployment":
+        pod = _pod(v, g, "server", g["leader"])
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(v, g["name"], _labels(v, g["name"], "server")),
+            "spec": {
+                "replicas": g["replicas"],
+                "selector": {"matchLabels": {"app.kubernetes.io/name": v["name"],
+                                             "app.kubernetes.io/instance": g["name"],
+                                             "app.kubernetes.io/component": "server"}},
+                # GPUs rarely have room for a surge pod: replace one replica at a time
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "template": pod,
+            },
+        }
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "metadata": _meta(v, g["name"], _labels(v, g["name"], "leader")),
+        "spec": {
+            "replicas": g["replicas"],
+            "startupPolicy": "LeaderCreated",
+            "leaderWorkerTemplate": {
+                "size": g["size"],
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": _pod(v, g, "leader", g["leader"]),
+                "workerTemplate": _pod(v, g, "worker", g["worker"]),
+            },
+        },
+    }
+
+
+def objects(v: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every Kubernetes object for values ``v``, in a stable order."""
+    common = _labels(v, v["name"], "server")
+    serving = {"app.kubernetes.io/name": v["name"], "parc.dev/serving": "true"}
+    out: list[dict[str, Any]] = []
+    if v["files"]:
+        out.append({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": _meta(v, f"{v['name']}-parc", _labels(v, v["name"], "config")),
+                    "data": dict(sorted(v["files"].items()))})
+    out.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(v, v["name"], common),
+                "spec": {"type": v["service"]["type"], "selector": serving,
+                         "ports": [{"name": "http", "port": v["port"], "targetPort": "http", "protocol": "TCP"}]}})
+    out += [_workload(v, g) for g in v["groups"]]
+    out.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(v, v["name"], common),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": serving}}})
+    if v["serviceMonitor"]["enabled"]:
+        out.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                    "metadata": _meta(v, v["name"], common),
+                    "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": v["name"],
+                                                          "app.kubernetes.io/component": "server"}},
+                             "namespaceSelector": {"matchNames": [v["namespace"]]},
+                             "endpoints": [{"port": "http", "path": v["metricsPath"],
+                                            "interval": v["serviceMonitor"]["interval"]}]}})
+    return out
+
+
+def build_manifests(inputs: Inputs) -> list[Artifact]:
+    from parc.yamlout import dump_all
+
+    docs = dump_all(objects(values(inputs)))
+    body = render("kubernetes/manifests.yaml.j2", h=header(inputs), documents=docs)
+    return [Artifact(f"kubernetes/{inputs.res.spec.metadata.name}.yaml", body)]
+
+
+def build_values(inputs: Inputs) -> list[Artifact]:
+    body = render("kubernetes/values.yaml.j2", h=header(inputs), values=values(inputs))
+    return [Artifact("helm/values.yaml", body)]
