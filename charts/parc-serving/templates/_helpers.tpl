@@ -86,9 +86,9 @@ spec:
         requests:
           cpu: {{ $g.cpu | toJson }}
           memory: {{ $g.memory | toJson }}
-          {{ $g.gpuResource }}: {{ $g.gpusPerPod }}
+          {{ $g.gpuResource }}: {{ $g.gpusPerPod | toString | toJson }}
         limits:
-          {{ $g.gpuResource }}: {{ $g.gpusPerPod }}
+          {{ $g.gpuResource }}: {{ $g.gpusPerPod | toString | toJson }}
       volumeMounts:
         - name: shm
           mountPath: /dev/shm

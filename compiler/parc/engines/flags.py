@@ -96,7 +96,7 @@ def check_argv(engine: str, version: str | None, argv: list[str], extra: int = 0
         spec = rel.lookup(name)
         if spec is None:
             problems.append(f"{name}: not a flag of {engine} {rel.version}")
-            i += 1
+            i += 2 if i + 1 < len(rest) and not rest[i + 1].startswith("-") else 1
             continue
         if name in seen:
             problems.append(f"{name}: given twice")

@@ -191,7 +191,7 @@ def _pod(v: dict[str, Any], g: dict[str, Any], role: str, proc: dict[str, Any]) 
     env = list(proc["env"])
     if v["hfTokenSecret"]:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": v["hfTokenSecret"], "key": "HF_TOKEN"}}})
-    gpu = {g["gpuResource"]: g["gpusPerPod"]}
+    gpu = {g["gpuResource"]: str(g["gpusPerPod"])}  # quantities are strings in the API's client models
     container: dict[str, Any] = {
         "name": "engine",
         "image": v["image"],
