@@ -1,6 +1,7 @@
 """A real, throw-away SLURM cluster on loopback for tests (Debian ``slurm-wlm`` + ``munge``).
 
-Usage in a test module (the import is what makes pytest see the fixture)::
+Usage in a test module (the import is what makes pytest see the fixture; every module that
+imports it shares the one cluster of the session)::
 
     from slurm_harness import slurm_cluster  # noqa: F401
 
@@ -47,7 +48,11 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+def in_ci() -> bool:
+    """CI=true (or 1/yes), as tests/conftest.py reads it: then nothing may skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "scontrol", "sinfo", "squeue", "scancel", "srun")
@@ -83,7 +88,7 @@ def missing_binaries() -> list[str]:
 
 def skip_or_fail(reason: str) -> None:
     """pytest.skip(reason), but pytest.fail under CI=true (nothing may skip in CI)."""
-    if IN_CI:
+    if in_ci():
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
 
@@ -243,6 +248,10 @@ class SlurmCluster:
         ports = _free_ports(1 + len(self.nodes))
         self.ports = {"slurmctld": ports[0], **{n: p for n, p in zip(self.nodes, ports[1:])}}
         layout = _machine_layout(_sbin_which("slurmd") or "slurmd")
+        # Declare the CPUs of a typical 2-socket GPU server (2 x 32 cores), not this
+        # 2-core machine, so one MPI task per GPU (TensorRT-LLM) fits; SlurmdParameters=
+        # config_overrides makes slurmd register with the configured layout.
+        layout.update(CPUs=64, Boards=1, SocketsPerBoard=2, CoresPerSocket=32, ThreadsPerCore=1)
         hw = " ".join(f"{k}={v}" for k, v in layout.items())
         user = _current_user()
         nodelist = ",".join(self.nodes)
@@ -399,7 +408,8 @@ KillWait=5
                          cwd: str | os.PathLike[str] | None = None
                          ) -> subprocess.CompletedProcess[str]:
         """`sbatch --test-only [extra_args] script`. Slurm prints its verdict on stderr:
-        "sbatch: Job N to start at ... on nodes n1,n2 in partition gpu" (exit 0) or
+        "sbatch: Job N to start at ... using 4 processors on nodes n[1-2] in partition gpu"
+        (exit 0) or
         "allocation failure: ..." (exit 1). Nothing is queued."""
         script = Path(script_path)
         return self.run("sbatch", "--test-only", *extra_args, str(script),
@@ -420,29 +430,38 @@ KillWait=5
             raise RuntimeError(f"sbatch {script}: unexpected output {r.stdout!r}")
         return job_id
 
-    def job_info(self, job_id: str | int) -> dict[str, str]:
-        """`scontrol show job -o ID` as a dict ({} once the job is purged, MinJobAge=300 s)."""
+    def job_infos(self, job_id: str | int) -> list[dict[str, str]]:
+        """`scontrol show job -o ID` as dicts: one for a plain job, one per task of an array
+        job ([] once the job is purged: MinJobAge=300 s after it ends)."""
         r = self.run("scontrol", "show", "job", "-o", str(job_id), timeout=15)
-        if r.returncode != 0 or not r.stdout.strip():
-            return {}
-        return parse_scontrol_oneliner(r.stdout.splitlines()[0])
+        if r.returncode != 0:
+            return []
+        return [parse_scontrol_oneliner(ln) for ln in r.stdout.splitlines() if ln.strip()]
+
+    def job_info(self, job_id: str | int) -> dict[str, str]:
+        """The first record of `scontrol show job -o ID` ({} if unknown)."""
+        infos = self.job_infos(job_id)
+        return infos[0] if infos else {}
 
     def state(self, job_id: str | int) -> str:
-        """The job's state, e.g. "PENDING", "RUNNING", "COMPLETED" ("" if unknown)."""
+        """The job's state, e.g. "PENDING", "RUNNING", "COMPLETED" ("" if unknown); for an
+        array job, that of its first record."""
         return self.job_info(job_id).get("JobState", "")
 
     def wait(self, job_id: str | int, timeout: float = 120) -> str:
-        """Poll until the job reaches a terminal state; return it (e.g. "COMPLETED", "FAILED",
-        "CANCELLED", "TIMEOUT"). Raises TimeoutError (with daemon logs) after ``timeout`` s."""
+        """Poll until the job (every task, for an array job) reaches a terminal state; return
+        it: "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", ... (for an array, "COMPLETED" only
+        if every task completed, else the first other state). Raises TimeoutError (with the
+        job record and the daemons' logs) after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        last = ""
+        states: list[str] = []
         while time.monotonic() < deadline:
-            last = self.state(job_id)
-            if last in TERMINAL_STATES:
-                return last
+            states = [i.get("JobState", "") for i in self.job_infos(job_id)]
+            if states and all(st in TERMINAL_STATES for st in states):
+                return next((st for st in states if st != "COMPLETED"), "COMPLETED")
             time.sleep(0.25)
-        raise TimeoutError(f"job {job_id} still {last or 'unknown'} after {timeout}s\n"
-                           f"{self.job_info(job_id)}\n{self.logs()}")
+        raise TimeoutError(f"job {job_id} still {states or 'unknown'} after {timeout}s\n"
+                           f"{self.job_infos(job_id)}\n{self.logs()}")
 
     def cancel(self, job_id: str | int) -> None:
         self.run("scancel", str(job_id), timeout=30)
@@ -481,7 +500,8 @@ KillWait=5
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
         leftovers = _session_members(proc.pid)
         for sig, pause in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
             if not leftovers:
@@ -504,7 +524,10 @@ KillWait=5
         for name in order:
             proc = self._procs.get(name)
             if proc is not None:
-                self._terminate(proc)
+                try:
+                    self._terminate(proc)
+                except Exception:  # noqa: BLE001 - keep stopping the others
+                    pass
         self._procs.clear()
         for f in self._out_files:
             with contextlib.suppress(OSError):
@@ -564,21 +587,38 @@ def running_cluster(base_dir: str | os.PathLike[str], **kwargs) -> Iterator[Slur
         cluster.stop()
 
 
+# One cluster per test session, even when several test modules import the fixture (pytest
+# then holds one session-scoped fixture per importing module; they all share this cluster).
+_shared: SlurmCluster | None = None
+_shared_users = 0
+_start_error: str | None = None
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
     """A running 2-node SLURM cluster for the whole session (see the module docstring)."""
+    global _shared, _shared_users, _start_error
     missing = missing_binaries()
     if missing:
         skip_or_fail("SLURM/munge are not installed (missing: " + ", ".join(missing)
                      + "; see .ci/apt-packages.txt)")
-    cluster = SlurmCluster(_base_dir(tmp_path_factory))
+    if _start_error is not None:
+        pytest.fail(_start_error, pytrace=False)
+    if _shared is None:
+        cluster = SlurmCluster(_base_dir(tmp_path_factory))
+        try:
+            cluster.start()
+        except Exception as e:  # noqa: BLE001 - any startup problem is a failure, with logs
+            cluster.stop()
+            msg = str(e) if isinstance(e, SlurmHarnessError) else f"{e!r}\n{cluster.logs()}"
+            _start_error = f"the SLURM test cluster did not start: {msg}"
+            pytest.fail(_start_error, pytrace=False)
+        _shared = cluster
+    _shared_users += 1
     try:
-        cluster.start()
-    except Exception as e:  # noqa: BLE001 - any startup problem is a failure, with logs
-        cluster.stop()
-        msg = str(e) if isinstance(e, SlurmHarnessError) else f"{e!r}\n{cluster.logs()}"
-        pytest.fail(f"the SLURM test cluster did not start: {msg}", pytrace=False)
-    try:
-        yield cluster
+        yield _shared
     finally:
-        cluster.stop()
+        _shared_users -= 1
+        if _shared_users == 0 and _shared is not None:
+            _shared.stop()
+            _shared = None

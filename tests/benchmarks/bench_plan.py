@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Solver speed: `parc plan` end to end (fresh interpreter each run) on generated specs.
+
+Targets (issue 3): a MoE model on 8 pools / 4,096 GPUs under 1 s; a single-pool spec under
+0.3 s including interpreter start-up. Also prints how solve time grows with GPU and pool
+count. Usage: python tests/benchmarks/bench_plan.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GPUS = ["H100-SXM-80GB", "H200-SXM-141GB", "A100-SXM-80GB", "B200-SXM-180GB", "MI300X-OAM-192GB",
+        "L40S-48GB", "A100-PCIE-80GB", "H100-PCIE-80GB"]
+
+
+def spec(model: str, pools: int, gpus: int, objective: str, concurrency: int | None) -> dict:
+    per_pool_nodes = max(1, gpus // pools // 8)
+    workload = {"inputTokens": 2000, "outputTokens": 500}
+    if concurrency:
+        workload["concurrency"] = concurrency
+    return {
+        "apiVersion": "parc.dev/v1alpha1", "kind": "ServingSpec", "metadata": {"name": "bench"},
+        "model": {"id": model, "maxContextLength": 8192}, "workload": workload,
+        "slo": {"objective": objective, "tpotMs": 100},
+        "cluster": {"pools": [{"name": f"p{i}", "gpu": GPUS[i % len(GPUS)], "nodes": per_pool_nodes, "gpusPerNode": 8,
+                               "interNode": "infiniband"} for i in range(pools)]},
+    }
+
+
+def time_plan(doc: dict, runs: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "spec.yaml"
+        p.write_text(json.dumps(doc))
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "parc", "plan", str(p), "--format", "json"], capture_output=True)
+            times.append(time.perf_counter() - t)
+            if r.returncode not in (0, 3):
+                raise SystemExit(r.stderr.decode())
+        # in-process solve time (no interpreter start-up, no imports)
+        from parc.resolve import load_and_resolve
+        from parc.solver import solve
+
+        res = load_and_resolve(p)
+        t = time.perf_counter()
+        try:
+            solve(res)
+        except Exception:
+            pass
+        solve_s = time.perf_counter() - t
+    return statistics.median(times), solve_s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    rows = [
+        ("single pool, 8B dense, 8 GPUs (target < 0.3 s)", spec("meta-llama/Llama-3.1-8B-Instruct", 1, 8, "latency", 64)),
+        ("single pool, 70B dense, 16 GPUs", spec("meta-llama/Llama-3.1-70B-Instruct", 1, 16, "latency", 64)),
+        ("8 pools, 4096 GPUs, Qwen3-235B MoE, throughput (target < 1 s)",
+         spec("Qwen/Qwen3-235B-A22B", 8, 4096, "throughput", None)),
+        ("8 pools, 4096 GPUs, Qwen3-235B MoE, latency @ 4096 (target < 1 s)",
+         spec("Qwen/Qwen3-235B-A22B", 8, 4096, "latency", 4096)),
+        ("8 pools, 4096 GPUs, Mixtral-8x22B MoE, cost @ 2048", spec("mistralai/Mixtral-8x22B-Instruct-v0.1", 8, 4096, "cost", 2048)),
+    ]
+    print(f"{'case':72} {'plan end-to-end':>16} {'solve':>9}")
+    for name, doc in rows:
+        e2e, solve_s = time_plan(doc, args.runs)
+        print(f"{name:72} {e2e * 1e3:13.0f} ms {solve_s * 1e3:6.0f} ms")
+    print("\nscaling (Qwen3-235B MoE, latency @ 1024): solve time by pools x GPUs")
+    for pools in (1, 2, 4, 8):
+        line = []
+        for gpus in (64, 512, 4096):
+            _, s = time_plan(spec("Qwen/Qwen3-235B-A22B", pools, gpus, "latency", 1024), 1)
+            line.append(f"{gpus:5d} GPUs {s * 1e3:7.0f} ms")
+        print(f"  {pools} pools: " + " | ".join(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The generated SLURM batch scripts against a real SLURM (slurmctld + two slurmd on
+loopback, fake GPU gres): every script passes `sbatch --test-only`; the scripts are run
+for real with stub engines on PATH, and the engine receives exactly plan.json's argv."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT, example_specs
+from parc.errors import InfeasibleError
+from parc.pipeline import compile_spec
+from slurm_harness import slurm_cluster  # noqa: F401
+
+STUB = ROOT / "tests" / "stubs" / "engine"
+NAMES = ("vllm", "trtllm-serve", "text-generation-launcher", "ray", "trtllm-llmapi-launch")
+COMPILABLE = [p for p in example_specs() if "int4-1xh200" not in p.name]
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def variant(spec: Path, tmp: Path, engine: str = "auto", port: int | None = None) -> Path:
+    text = spec.read_text()
+    if engine != "auto":
+        text = text.replace("cluster:", f"engine:\n  name: {engine}\ncluster:", 1)
+    if engine == "trtllm":
+        text = text.replace("precision: bf16", "precision: bf16\n  kvCachePrecision: fp8", 1)
+    if port:
+        text = text.replace("\ncluster:", f"\ndeploy:\n  port: {port}\ncluster:", 1) if "\ndeploy:" not in text \
+            else text.replace("\ndeploy:", f"\ndeploy:\n  port: {port}", 1)
+    p = tmp / f"{spec.stem}-{engine}.yaml"
+    p.write_text(text)
+    return p
+
+
+def sbatches(spec: Path, out: Path) -> tuple[dict, list[Path]]:
+    _, arts = compile_spec(spec, ("launch", "slurm"))
+    paths = []
+    for a in arts:
+        p = out / a.path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(a.content)
+        p.chmod(a.mode)
+        if a.path.endswith(".sbatch"):
+            paths.append(p)
+    return json.loads((out / "plan.json").read_text()), paths
+
+
+CASES = [(s, e) for s in COMPILABLE for e in ("auto", "trtllm", "tgi")]
+
+
+@pytest.mark.parametrize("spec, engine", CASES, ids=lambda x: getattr(x, "stem", x))
+def test_every_script_passes_sbatch_test_only(slurm_cluster, spec, engine, tmp_path):  # noqa: F811
+    try:
+        plan, scripts = sbatches(variant(spec, tmp_path, engine), tmp_path / "out")
+    except InfeasibleError:
+        assert engine == "tgi"
+        return
+    assert scripts
+    for script in scripts:
+        # the test cluster has two 8-GPU nodes: a request that cannot fit them is not SLURM's fault
+        text = script.read_text()
+        nodes = int(text.split("#SBATCH --nodes=")[1].split("\n")[0])
+        gpus = int(text.split("#SBATCH --gres=gpu:")[1].split("\n")[0])
+        if nodes > 2 or gpus > 8:
+            continue
+        r = slurm_cluster.sbatch_test_only(script)
+        assert r.returncode == 0, f"{script.name}: {r.stderr}"
+        assert "to start at" in r.stderr
+
+
+def test_a_request_beyond_the_cluster_is_refused(slurm_cluster, tmp_path):  # noqa: F811
+    plan, (script,) = sbatches(EXAMPLES / "llama3.1-405b-2x8xa100.yaml", tmp_path / "out")
+    big = tmp_path / "big.sbatch"
+    big.write_text(script.read_text().replace("#SBATCH --nodes=2", "#SBATCH --nodes=3"))
+    assert slurm_cluster.sbatch_test_only(big).returncode != 0
+
+
+RUNS = [
+    ("llama2-70b-4xa100-nvlink.yaml", "auto"),
+    ("llama2-70b-4xa100-nvlink.yaml", "tgi"),
+    ("mixtral-8x7b-8xh100.yaml", "trtllm"),
+    ("llama3.1-405b-2x8xa100.yaml", "auto"),
+]
+
+
+@pytest.mark.parametrize("name, engine", RUNS, ids=lambda x: x.replace(".yaml", ""))
+def test_scripts_run_and_the_engine_gets_the_plan_argv(slurm_cluster, name, engine, tmp_path):  # noqa: F811
+    port = free_port()
+    spec = variant(EXAMPLES / name, tmp_path, engine, port)
+    text = spec.read_text()
+    if "replicas" not in text:  # one replica, so the array does not bind the port twice on this one host
+        spec.write_text(text.replace("cluster:", "constraints:\n  replicas: 1\ncluster:", 1) if "constraints:" not in text
+                        else text)
+    plan, (script,) = sbatches(spec, tmp_path / "out")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for n in NAMES:
+        (bin_dir / n).symlink_to(STUB)
+    log = tmp_path / "engine.log"
+    g = plan["placement"]["groups"][0]
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PARC_STUB_LOG": str(log), "PARC_STUB_SERVE_SECONDS": "4",
+           "PARC_HEALTH_INTERVAL": "1", "PARC_STUB_GPUS": str(g["gpusPerReplica"]), "HF_TOKEN": "hf_from_env"}
+    job = slurm_cluster.submit(script, env=env, cwd=tmp_path)
+    state = slurm_cluster.wait(job, timeout=120)
+    outputs = "".join(p.read_text() for p in sorted(tmp_path.glob("*.out")) + sorted(tmp_path.glob("*.err")))
+    assert state == "COMPLETED", outputs + slurm_cluster.logs()
+    assert f"is serving on http://127.0.0.1:{port}" in outputs
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    entry = next(e for e in plan["launch"] if e["role"] in ("server", "head"))
+    served = [c for c in calls if c["argv"][0] == entry["argv"][0] and c["argv"][:2] != ["ray", "start"]]
+    (last,) = [c for c in served if "--port" in c["argv"] or "--model-id" in c["argv"]]
+    want = [a.replace("$(PARC_HEAD_ADDR)", "127.0.0.1") for a in entry["argv"]]
+    config_dir = last["env"].get("PARC_CONFIG_DIR", "")
+    want = [a.replace("$(PARC_CONFIG_DIR)", config_dir) for a in want]
+    assert last["argv"] == want
+    for k, v in entry["env"].items():
+        assert last["env"][k] == v
+    # the token reaches the engine from the submitting environment; no file carries it
+    assert last["env"]["HF_TOKEN"] == "hf_from_env"
+    assert "hf_from_env" not in script.read_text()
