@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from parc import catalog
 from parc.catalog import GpuSpec, ModelArch, shapes
@@ -52,13 +52,16 @@ class Factors:
 
     compute: float
     memory_bandwidth: float
-    collective: dict[str, float]
+    collective: tuple[tuple[str, float], ...]  # link kind -> achieved fraction (hashable)
     step_overhead_ms: float
     per_seq_overhead_ms: float
     cuda_context_gib: float
     cuda_graphs_gib: float
     nccl_per_group_gib: float
     provenance: str
+
+    def coll(self, kind: str) -> float:
+        return dict(self.collective)[kind]
 
 
 def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None) -> Factors:
@@ -73,7 +76,7 @@ def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None
             for k in (f"{gpu.family}.{engine}", gpu.family, engine, key):
                 if isinstance(sec, dict) and k in sec:
                     return sec[k]
-        raise KeyError(f"efficiency factor {section}.{key} missing")
+        raise KeyError(f"efficiency factor {section}.{key} missing")  # pragma: no cover
 
     eng = {**eff["engine"][engine], **cal.get("engine", {}).get(engine, {})}
     mem = {**eff["memory"], **cal.get("memory", {})}
@@ -81,7 +84,7 @@ def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None
     return Factors(
         compute=float(pick("compute", "default")),
         memory_bandwidth=float(pick("memory_bandwidth", "default")),
-        collective={k: float(v) for k, v in coll.items()},
+        collective=tuple(sorted((k, float(v)) for k, v in coll.items())),
         step_overhead_ms=float(eng["step_overhead_ms"]),
         per_seq_overhead_ms=float(eng["per_seq_overhead_ms"]),
         cuda_context_gib=float(mem["cuda_context_gib"]),
@@ -112,14 +115,14 @@ def link(pool: ResolvedPool, group: int, f: Factors) -> LinkCost:
     if group <= 1:
         return LinkCost("none", math.inf, 0.0, 0.0)
     if pool.intra_node == "nvlink" and group <= max(pool.nvlink_domain, 1) and pool.gpu.nvlink_gbs > 0:
-        return LinkCost("nvlink", pool.gpu.nvlink_gbs / 2 * f.collective["nvlink"], hop["nvlink"], base)
+        return LinkCost("nvlink", pool.gpu.nvlink_gbs / 2 * f.coll("nvlink"), hop["nvlink"], base)
     if group <= pool.gpus_per_node:
         # A PCIe ring over more than half of a node of 4+ GPUs crosses the CPU sockets
         # (NCCL's SYS path): a two-socket server hangs half its GPUs off each CPU.
         if pool.gpus_per_node >= 4 and group > pool.gpus_per_node // 2:
-            return LinkCost("pcie-sys", pcie_gbs(pool.gpu) * f.collective["pcie_cross_socket"], hop["pcie"], base)
-        return LinkCost("pcie", pcie_gbs(pool.gpu) * f.collective["pcie"], hop["pcie"], base)
-    return LinkCost("network", pool.inter_node_gbps / 8 * f.collective["network"], hop["network"], base)
+            return LinkCost("pcie-sys", pcie_gbs(pool.gpu) * f.coll("pcie_cross_socket"), hop["pcie"], base)
+        return LinkCost("pcie", pcie_gbs(pool.gpu) * f.coll("pcie"), hop["pcie"], base)
+    return LinkCost("network", pool.inter_node_gbps / 8 * f.coll("network"), hop["network"], base)
 
 
 def activation_bytes_per_message(arch: ModelArch, tokens: float) -> float:
@@ -272,7 +275,7 @@ class Timing:
     prefill_s: float  # one prompt alone on an idle replica
     throughput: float  # output tokens/s of the replica
     comm: Comm
-    bubble: float  # pipeline idle fraction at this load
+    bubble: float  # share of time pipeline stages idle at this load (decode)
 
 
 @dataclass(frozen=True)
@@ -306,47 +309,114 @@ def _links(ctx: Context, shape: Shape) -> tuple[LinkCost, LinkCost, LinkCost]:
     return tp_link, ep_link, pp_link
 
 
-def _stage_time(ctx: Context, shape: Shape, links: tuple[LinkCost, LinkCost, LinkCost], seqs: float,
-                new_tokens: float, context: float) -> tuple[float, Comm]:
-    """Seconds for one pipeline stage to run one iteration over ``seqs`` sequences of one
-    dpAttention rank, processing ``new_tokens`` tokens in total (decode tokens plus any
-    prefill chunk) against a mean context of ``context`` tokens."""
+@dataclass(frozen=True)
+class _Stage:
+    """Per (context, shape) constants of one pipeline stage, so an iteration's time is a
+    few multiply-adds (the solver evaluates thousands of loads)."""
+
+    w_total: float  # weight bytes on the GPU
+    experts: float  # routed-expert bytes on the GPU (read only where tokens land)
+    idle_share: float  # 1 - k/E: probability one token skips a given expert
+    dpa: int
+    kv: dict[float, float]  # context tokens -> KV bytes of one sequence on the GPU
+    attn: dict[float, float]  # context tokens -> attention FLOPs per new token on the GPU
+    hbm: float  # achievable bytes/s
+    flops_tok: float  # matmul FLOPs per token on the GPU
+    peak: float  # achievable FLOP/s
+    act_tok: float  # bytes of one token's hidden state
+    tp: tuple[float, float]  # (seconds per iteration, seconds per activation byte) of the TP all-reduces
+    ep: tuple[float, float]  # same for the EP all-to-alls (or the expert-TP all-reduces)
+    pp: tuple[float, float]  # same for the stage-to-stage send
+
+
+def _affine(fn: Callable[[float], float]) -> tuple[float, float]:
+    """(a, b) with fn(x) = a + b x for the collectives' affine cost models."""
+    a = fn(0.0)
+    return a, fn(1.0) - a
+
+
+@functools.lru_cache(maxsize=8192)
+def _stage(ctx: Context, shape: Shape) -> _Stage:
     arch, gpu, f = ctx.arch, ctx.pool.gpu, ctx.factors
-    tp_link, ep_link, pp_link = links
+    tp_link, ep_link, pp_link = _links(ctx, shape)
     bd = shapes.breakdown(arch)
-    # bytes read from HBM: this GPU's weights (routed experts only where a token lands) + KV
-    w_total = weight_bytes_per_gpu(arch, shape, ctx.precision)
+    split = shape.tp * shape.pp
+    contexts = (ctx.input_tokens + ctx.output_tokens / 2, ctx.input_tokens / 2)
+    experts = idle = 0.0
     if arch.is_moe:
-        wb = shapes.WEIGHT_BYTES[ctx.precision]
-        experts_gpu = arch.num_experts * bd.expert * arch.moe_layers / shape.pp / (shape.tp * shape.dpa) * wb
-        routed = new_tokens * shape.dpa  # the EP group sees the tokens of every attention rank
-        touched = 1 - (1 - arch.experts_per_token / arch.num_experts) ** max(routed, 1e-9)
-        w_read = w_total - experts_gpu * (1 - touched)
-    else:
-        w_read = w_total
-    kv_read = seqs * shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, shape.tp, shape.pp, context)
-    mem_s = (w_read + kv_read) / (gpu.hbm_bandwidth_gbs * 1e9 * f.memory_bandwidth)
-    # FLOPs: matmuls of active weights + attention scores/values
-    flops = new_tokens * shapes.linear_flops_per_token(arch) / (shape.tp * shape.pp)
-    flops += shapes.attention_flops(arch, new_tokens, context) / (shape.tp * shape.pp)
-    comp_s = flops / (peak_flops(gpu, ctx.precision, ctx.weight_only_fallback) * f.compute)
-    # communication
-    act = activation_bytes_per_message(arch, new_tokens)
-    tp_s = all_reduces_per_forward(arch, shape.pp) * all_reduce_s(act, shape.tp, tp_link)
-    ep_s = 0.0
+        experts = (arch.num_experts * bd.expert * arch.moe_layers / shape.pp / (shape.tp * shape.dpa)
+                   * shapes.WEIGHT_BYTES[ctx.precision])
+        idle = 1 - arch.experts_per_token / arch.num_experts
+    n_ar = all_reduces_per_forward(arch, shape.pp)
+    tp = _affine(lambda b: n_ar * all_reduce_s(b, shape.tp, tp_link)) if shape.tp > 1 else (0.0, 0.0)
+    ep = (0.0, 0.0)
+    moe_layers = arch.moe_layers / shape.pp
     if arch.is_moe and shape.ep > 1:
-        moe_layers = arch.moe_layers / shape.pp
-        ep_s = 2 * moe_layers * all_to_all_s(act * arch.experts_per_token, shape.ep, ep_link)
+        ep = _affine(lambda b: 2 * moe_layers * all_to_all_s(b * arch.experts_per_token, shape.ep, ep_link))
     elif arch.is_moe and shape.dpa > 1:
         # experts tensor-sharded over tp x dpa: the attention ranks' tokens are gathered and
         # the partial sums reduced across the whole group
-        moe_layers = arch.moe_layers / shape.pp
-        ep_s = moe_layers * all_reduce_s(act * shape.dpa, shape.tp * shape.dpa, ep_link)
-    pp_s = p2p_s(act, pp_link) if shape.pp > 1 else 0.0
+        ep = _affine(lambda b: moe_layers * all_reduce_s(b * shape.dpa, shape.tp * shape.dpa, ep_link))
+    pp = _affine(lambda b: p2p_s(b, pp_link)) if shape.pp > 1 else (0.0, 0.0)
+    return _Stage(
+        w_total=weight_bytes_per_gpu(arch, shape, ctx.precision),
+        experts=experts,
+        idle_share=idle,
+        dpa=shape.dpa,
+        kv={c: shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, shape.tp, shape.pp, c) for c in contexts},
+        attn={c: shapes.attention_flops(arch, 1, c) / split for c in contexts},
+        hbm=gpu.hbm_bandwidth_gbs * 1e9 * f.memory_bandwidth,
+        flops_tok=shapes.linear_flops_per_token(arch) / split,
+        peak=peak_flops(gpu, ctx.precision, ctx.weight_only_fallback) * f.compute,
+        act_tok=activation_bytes_per_message(arch, 1),
+        tp=tp, ep=ep, pp=pp,
+    )
+
+
+def _stage_time(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, Comm]:
+    """Seconds for one pipeline stage to run one iteration over ``seqs`` sequences of one
+    dpAttention rank, processing ``new_tokens`` tokens in total (decode tokens plus any
+    prefill chunk) against a mean context of ``context`` tokens: max(HBM bytes / bandwidth,
+    FLOPs / FLOP/s) plus TP all-reduces, EP all-to-alls and the PP send."""
+    w_read = st.w_total
+    if st.experts:
+        routed = max(new_tokens * st.dpa, 1e-9)  # the EP group sees the tokens of every attention rank
+        w_read -= st.experts * st.idle_share ** routed
+    mem_s = (w_read + seqs * st.kv[context]) / st.hbm
+    comp_s = new_tokens * (st.flops_tok + st.attn[context]) / st.peak
+    act = new_tokens * st.act_tok
+    tp_s = st.tp[0] + st.tp[1] * act if st.tp[0] else 0.0
+    ep_s = st.ep[0] + st.ep[1] * act if st.ep[0] else 0.0
+    pp_s = st.pp[0] + st.pp[1] * act if st.pp[0] else 0.0
     return max(mem_s, comp_s) + tp_s + ep_s + pp_s, Comm(tp_s * 1e3, pp_s * 1e3, ep_s * 1e3)
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A placement ready for fast predictions at many loads."""
+
+    ctx: Context
+    shape: Shape
+    batched_tokens: int
+    stage: _Stage
+    prefill_alone_s: float  # one prompt on an idle replica (its chunks pipeline through the stages)
+
+
+def prepare(ctx: Context, shape: Shape, batched_tokens: int) -> Prepared:
+    st = _stage(ctx, shape)
+    inp = ctx.input_tokens
+    chunk = max(1, min(inp, batched_tokens))
+    stage_s, _ = _stage_time(st, 1, chunk, inp / 2)
+    alone = (math.ceil(inp / chunk) + shape.pp - 1) * stage_s + ctx.factors.step_overhead_ms * 1e-3
+    return Prepared(ctx, shape, batched_tokens, st, alone)
+
+
 def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Timing:
+    """Predict one replica of ``shape`` serving ``load`` concurrent requests."""
+    return predict_prepared(prepare(ctx, shape, batched_tokens), load)
+
+
+def predict_prepared(p: Prepared, load: float) -> Timing:
     """Predict one replica serving ``load`` concurrent requests (continuous batching).
 
     Each iteration carries the running sequences' decode tokens plus, on average,
@@ -354,7 +424,7 @@ def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Tim
     TPOT = one iteration through all pipeline stages; TTFT = the iterations a prompt needs
     in chunks of ``batched_tokens`` at that mix, plus half an iteration of waiting.
     """
-    links = _links(ctx, shape)
+    ctx, shape, st, batched_tokens = p.ctx, p.shape, p.stage, p.batched_tokens
     inp, out = ctx.input_tokens, ctx.output_tokens
     load = max(load, 1.0)
     ctx_mean = inp + out / 2
@@ -362,25 +432,22 @@ def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Tim
     prefill_per_iter = per_rank * inp / out
     # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches
     m = max(1, min(math.ceil(per_rank), shape.pp))
-    stage_s, comm = _stage_time(ctx, shape, links, per_rank / m, (per_rank + prefill_per_iter) / m, ctx_mean)
+    stage_s, comm = _stage_time(st, per_rank / m, (per_rank + prefill_per_iter) / m, ctx_mean)
     overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
     step = shape.pp * stage_s + overhead
     tpot = step
-    # prompt alone on an idle replica (chunks pipeline through the stages)
-    chunk = max(1, min(inp, batched_tokens))
-    n_chunks = math.ceil(inp / chunk)
-    alone_stage, _ = _stage_time(ctx, shape, links, 1, chunk, inp / 2)
-    prefill_alone = (n_chunks + shape.pp - 1) * alone_stage + ctx.factors.step_overhead_ms * 1e-3
+    # prompt alone on an idle replica
+    prefill_alone = p.prefill_alone_s
     # at load: the chunk shares iterations with the running decodes
     room = max(1.0, batched_tokens - per_rank)
     chunk_at_load = max(1.0, min(float(inp), room))
     iters = math.ceil(inp / chunk_at_load)
-    busy_stage, _ = _stage_time(ctx, shape, links, per_rank / m, (per_rank / m + chunk_at_load), ctx_mean)
+    busy_stage, _ = _stage_time(st, per_rank / m, (per_rank / m + chunk_at_load), ctx_mean)
     prefill_load = (iters + shape.pp - 1) * busy_stage + iters * overhead
     ttft = max(prefill_alone, prefill_load) + 0.5 * step
     latency = ttft + out * tpot
     throughput = load * out / latency
-    bubble = bubble_fraction(shape.pp, m) if shape.pp > 1 else 0.0
+    bubble = (shape.pp - m) / shape.pp  # decode: stages idle while fewer micro-batches than stages cycle
     return Timing(ttft, tpot, step, prefill_alone, throughput,
                   Comm(comm.tp_all_reduce_ms * shape.pp, comm.pp_p2p_ms * shape.pp, comm.ep_all_to_all_ms * shape.pp),
                   bubble)

@@ -41,9 +41,10 @@ class Settings:
     kv_cache_dtype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Candidate:
-    """A shape that fits a pool: memory, topology and engine checks passed."""
+    """A shape that fits a pool: memory, topology and engine checks passed. Compared and
+    hashed by identity: the solver memoises predictions per candidate object."""
 
     engine: str
     pool: ResolvedPool
@@ -202,7 +203,6 @@ def _shapes(arch: ModelArch, pool: ResolvedPool, allow: dict[str, set[int] | Non
         dpas = _powers_and_divisors(pool.tp_domain, pool.gpus_per_node)
     if allow["dp_attention"] is not None:
         dpas = sorted(allow["dp_attention"])
-    max_pp = min(arch.num_hidden_layers, 64)
     for tp in tps:
         if allow["tp"] is not None and tp not in allow["tp"]:
             continue
@@ -210,16 +210,27 @@ def _shapes(arch: ModelArch, pool: ResolvedPool, allow: dict[str, set[int] | Non
             eps = [1] if not arch.is_moe else sorted({1, tp * dpa})
             if allow["ep"] is not None:
                 eps = sorted(allow["ep"])
+            max_pp = _max_pp(arch, pool, tp, dpa)
+            pps = sorted(allow["pp"]) if allow["pp"] is not None else range(1, max_pp + 1)
             for ep in eps:
-                for pp in range(1, max_pp + 1):
-                    if allow["pp"] is not None and pp not in allow["pp"]:
-                        continue
+                for pp in pps:
                     g = tp * dpa * pp
                     if g > limit and pp > 1 and allow["pp"] is None:
                         break
                     if pp > 1 and allow["pp"] is None and g > pool.gpus_per_node and g % pool.gpus_per_node:
                         continue  # a multi-node replica takes whole nodes
                     yield cm.Shape(tp, pp, ep, dpa)
+
+
+def _max_pp(arch: ModelArch, pool: ResolvedPool, tp: int, dpa: int) -> int:
+    """Deepest pipeline worth trying: twice the stages the weights need to fit (at least
+    4), at most 32 and the layer count. Deeper pipelines only add bubbles and sends; the
+    bound keeps a 4,096-GPU search to thousands of shapes, not tens of thousands."""
+    usable = pool.gpu.memory_bytes * UTILIZATIONS[-1]
+    need = 1
+    while need < arch.num_hidden_layers and cm.weight_bytes_per_gpu(arch, cm.Shape(tp, need, 1, dpa), "int4") > usable:
+        need += 1
+    return min(arch.num_hidden_layers, 32, max(4, 2 * need))
 
 
 def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
@@ -320,36 +331,57 @@ class _Evaluator:
         self.ttft = slo.ttft_ms / 1e3 if slo.ttft_ms else None
         self.tpot = slo.tpot_ms / 1e3 if slo.tpot_ms else None
         self.cache: dict[tuple[Candidate, float], cm.Timing] = {}
+        self.max_ok: dict[Candidate, int] = {}
+        self.prepared: dict[Candidate, cm.Prepared] = {}
 
     def timing(self, c: Candidate, load: float) -> cm.Timing:
         k = (c, load)
         t = self.cache.get(k)
         if t is None:
-            t = cm.predict(c.ctx, c.shape, load, c.batched_tokens)
+            prep = self.prepared.get(c)
+            if prep is None:
+                prep = self.prepared[c] = cm.prepare(c.ctx, c.shape, c.batched_tokens)
+            t = cm.predict_prepared(prep, load)
             self.cache[k] = t
         return t
 
     def fits(self, c: Candidate, load: float) -> bool:
         return math.ceil(load) <= c.max_load
 
-    def ok(self, c: Candidate, load: float) -> bool:
-        """Memory holds the load and the SLO targets are met at it."""
+    def _meets(self, c: Candidate, load: float) -> bool:
         if not self.fits(c, load):
             return False
         t = self.timing(c, load)
         return (self.ttft is None or t.ttft_s <= self.ttft) and (self.tpot is None or t.tpot_s <= self.tpot)
 
-    def best_load(self, c: Candidate) -> float | None:
-        """Load that maximises throughput within memory and SLO (None if even 1 fails)."""
-        if not self.ok(c, 1):
-            return None
+    def max_ok_load(self, c: Candidate) -> int:
+        """Largest whole load at which memory holds and the SLO is met (0 if none). TTFT and
+        TPOT grow with load, so a binary search finds it."""
+        hit = self.max_ok.get(c)
+        if hit is not None:
+            return hit
+        if not self._meets(c, 1):
+            self.max_ok[c] = 0
+            return 0
         lo, hi = 1, max(1, c.max_load)
-        while lo < hi:  # largest load meeting the SLO (feasibility is monotone in load)
+        while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self.ok(c, mid):
+            if self._meets(c, mid):
                 lo = mid
             else:
                 hi = mid - 1
+        self.max_ok[c] = lo
+        return lo
+
+    def ok(self, c: Candidate, load: float) -> bool:
+        """Memory holds the load and the SLO targets are met at it."""
+        return math.ceil(load) <= self.max_ok_load(c) if load == math.ceil(load) else self._meets(c, load)
+
+    def best_load(self, c: Candidate) -> float | None:
+        """Load that maximises throughput within memory and SLO (None if even 1 fails)."""
+        lo = self.max_ok_load(c)
+        if lo == 0:
+            return None
         best, best_thr = lo, self.timing(c, lo).throughput
         probe = lo
         while probe > 1:  # throughput can peak below the SLO edge
@@ -483,12 +515,17 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
     sols: list[Solution] = []
     for load in _loads(conc, max(total_r, 1)):
         need = -(-conc // load)
+        # cheap pre-check (no predictions): can the pools supply `need` replicas at all?
+        supply = sum(max((max(_replica_options(c, allowed_r, max_gpus) or [0]) for c in cs
+                          if ev.max_ok_load(c) >= load), default=0) for cs in pools.values())
+        if supply < need:
+            continue
         # per pool: candidates meeting memory and SLO at this load, with their replicas
         rows: list[list[tuple[float, float, Candidate, int]]] = []
         for cs in pools.values():
             row = []
             for c in cs:
-                if not ev.ok(c, load):
+                if ev.max_ok_load(c) < load:
                     continue
                 t = ev.timing(c, load)
                 for r in _replica_options(c, allowed_r, max_gpus):
@@ -506,30 +543,38 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
 def _threshold_pick(rows: list[list[tuple[float, float, Candidate, int]]], need: int,
                     max_gpus: int | None) -> list[tuple[Candidate, int]] | None:
     """Smallest max-TPOT (then max-TTFT) threshold at which the pools, each taking its
-    option with the most replicas under the threshold, supply ``need`` replicas."""
+    option with the most replicas under the threshold, supply ``need`` replicas.
 
-    def pick(tpot: float, ttft: float) -> list[tuple[Candidate, int]] | None:
-        chosen, reps, gpus = [], 0, 0
-        for row in rows:
-            fit = [x for x in row if x[0] <= tpot and x[1] <= ttft]
-            if fit:
-                _, _, c, r = max(fit, key=lambda x: (x[3], -x[2].shape.gpus * x[3], -x[0], -x[1]))
-                chosen.append((c, r))
-                reps += r
-                gpus += r * c.shape.gpus
-        if reps < need or (max_gpus is not None and gpus > max_gpus):
-            return None
-        return chosen
+    Two sweeps over the options sorted by TPOT, then by TTFT: each keeps, per pool, the
+    most replicas seen so far and their sum, so the search is O(n log n)."""
 
-    inf = math.inf
-    for t1 in sorted({x[0] for row in rows for x in row}):
-        if pick(t1, inf) is None:
-            continue
-        for t2 in sorted({x[1] for row in rows for x in row if x[0] <= t1}):
-            got = pick(t1, t2)
-            if got is not None:
-                return got
-    return None
+    def sweep(options: list[tuple[float, int, int]]) -> float | None:
+        best = [0] * len(rows)
+        total = 0
+        for value, i, r in sorted(options):
+            if r > best[i]:
+                total += r - best[i]
+                best[i] = r
+            if total >= need:
+                return value
+        return None
+
+    t1 = sweep([(o[0], i, o[3]) for i, row in enumerate(rows) for o in row])
+    if t1 is None:
+        return None
+    t2 = sweep([(o[1], i, o[3]) for i, row in enumerate(rows) for o in row if o[0] <= t1])
+    if t2 is None:  # pragma: no cover - t1 feasible implies some t2 is
+        return None
+    chosen, gpus = [], 0
+    for row in rows:
+        fit = [x for x in row if x[0] <= t1 and x[1] <= t2]
+        if fit:
+            _, _, c, r = max(fit, key=lambda x: (x[3], -x[2].shape.gpus * x[3], -x[0], -x[1]))
+            chosen.append((c, r))
+            gpus += r * c.shape.gpus
+    if max_gpus is not None and gpus > max_gpus:
+        return None
+    return chosen
 
 
 def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
@@ -587,7 +632,7 @@ def solve(res: Resolved, top: int = 5) -> Result:
     seen: set[tuple[object, ...]] = {best.signature(), tuple(x[1:] for x in best.signature())}
     alts: list[Solution] = []
     ranked = sorted(cands, key=lambda c: _standalone_key(ev, c, objective))
-    for c in ranked[: max(top * 3, 12)]:
+    for c in ranked[: top + 3]:
         if any(g.cand == c for g in best.groups):
             continue
         for s in search(res, cands, pinned=c, ev=ev)[:1]:
