@@ -60,10 +60,28 @@ def time_plan(doc: dict, runs: int) -> tuple[float, float]:
     return statistics.median(times), solve_s
 
 
+def import_time_ms() -> float:
+    """Cumulative import time of parc.cli (what `parc --help` pays), from -X importtime."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import parc.cli"], capture_output=True, text=True)
+    for line in r.stderr.splitlines():
+        if line.rstrip().endswith("| parc.cli"):
+            return int(line.split("|")[1]) / 1000
+    raise SystemExit("parc.cli not in the import-time report")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
+    base = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        base.append(time.perf_counter() - t)
+    print(f"interpreter start-up alone: {statistics.median(base) * 1e3:.0f} ms ({sys.executable}); "
+          f"`parc --help` import time: {import_time_ms():.0f} ms (target < 150 ms)")
+    print("(run from a fresh venv with only parc installed for user-like numbers: a crowded site-packages "
+          "adds its .pth imports to every start)\n")
     rows = [
         ("single pool, 8B dense, 8 GPUs (target < 0.3 s)", spec("meta-llama/Llama-3.1-8B-Instruct", 1, 8, "latency", 64)),
         ("single pool, 70B dense, 16 GPUs", spec("meta-llama/Llama-3.1-70B-Instruct", 1, 16, "latency", 64)),
