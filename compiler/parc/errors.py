@@ -23,6 +23,13 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (line breaks, terminal escapes) shown as escapes,
+    so a hostile value in a spec cannot forge or hide lines of parc's output."""
+    return "".join(ch if 0x20 <= ord(ch) != 0x7F and not 0x80 <= ord(ch) <= 0x9F else f"\\x{ord(ch):02x}"
+                   for ch in text)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One located user error: where, which field, what is wrong and how to fix it."""
@@ -32,10 +39,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = str(self.location)
+        where = printable(str(self.location))
         if self.path:
-            return f"{where}: {self.path}: {self.message}"
-        return f"{where}: {self.message}"
+            return f"{where}: {printable(self.path)}: {printable(self.message)}"
+        return f"{where}: {printable(self.message)}"
 
 
 class ParcError(Exception):

@@ -9,6 +9,9 @@ node count (alias bombs) and nesting depth.
 from __future__ import annotations
 
 import datetime
+import json
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +106,9 @@ def load_text(text: str, name: str = "<spec>") -> Document:
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
     try:
-        tree = yaml.load(text)
+        with warnings.catch_warnings():  # e.g. ReusedAnchorWarning: legal YAML, not parc's business
+            warnings.simplefilter("ignore")
+            tree = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
@@ -210,14 +215,20 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
 def _dotted(path: PathT) -> str:
-    """``("cluster", "pools", 0, "gpu")`` -> ``cluster.pools[0].gpu``."""
+    """``("cluster", "pools", 0, "gpu")`` -> ``cluster.pools[0].gpu``; odd keys are quoted
+    (``labels["a b"]``)."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
+        elif _IDENT.match(part):
             out += ("." if out else "") + part
+        else:
+            out += f"[{json.dumps(part)}]"
     return out
 
 

@@ -43,6 +43,27 @@ class _Model(BaseModel):
         hide_input_in_errors=True,
     )
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _printable(cls, v: object) -> object:
+        """No string in a spec may carry control characters: they reach shell scripts,
+        YAML and argv (where a NUL cannot even be passed)."""
+        for s in _strings(v):
+            bad = next((ch for ch in s if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+            if bad is not None:
+                raise ValueError(f"contains the control character U+{ord(bad):04X}; remove it")
+        return v
+
+
+def _strings(v: object) -> list[str]:
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        return [s for item in v for s in _strings(item)]
+    if isinstance(v, dict):
+        return [s for k, item in v.items() for s in _strings(k) + _strings(item)]
+    return []
+
 
 RESERVED = "$(PARC_"
 
@@ -225,7 +246,9 @@ class Engine(_Model):
         default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$",
         description="Container image. Default: the official image of that release."
     )
-    extra_args: list[str] = Field(default_factory=list, description="Appended verbatim after parc's own flags.")
+    extra_args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list, max_length=256, description="Appended verbatim after parc's own flags."
+    )
 
     @field_validator("extra_args")
     @classmethod

@@ -129,6 +129,14 @@ def _carry_foreign(out: Path, stage: Path, generated_before: set[str], now: set[
                 shutil.copy2(src, dst)
 
 
+def _sweep_leftovers(out: Path) -> None:
+    """Remove staging directories a killed compile left beside ``out`` (safe: we hold the
+    lock, so no other compile is using them)."""
+    for p in out.parent.glob(f".{out.name}.parc-*-*"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def write(out: Path, artifacts: list[Artifact]) -> None:
     """Replace the generated files in ``out`` with ``artifacts``, atomically."""
     arts = [a for a in artifacts if a.path != MANIFEST]
@@ -138,6 +146,7 @@ def write(out: Path, artifacts: list[Artifact]) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
     with _lock(out):
+        _sweep_leftovers(out)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.parc-new-", dir=out.parent))
         try:
             _write_tree(stage, arts)
