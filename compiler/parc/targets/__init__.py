@@ -32,6 +32,13 @@ class Inputs:
     result: Result
     plan: dict[str, Any]
 
+    def groups_for(self, scheduler: str) -> list[int]:
+        """Plan groups a scheduler target renders: those on pools with that scheduler, or
+        every group when no pool names it (the target was asked for explicitly)."""
+        groups = self.result.best.groups
+        mine = [i for i, g in enumerate(groups) if g.cand.pool.scheduler == scheduler]
+        return mine or list(range(len(groups)))
+
     def stem(self, group: int) -> str:
         """File stem of a plan group: the spec name, suffixed with the pool when the plan
         has several groups."""

@@ -134,9 +134,10 @@ def values(inputs: Inputs) -> dict[str, Any]:
     res = inputs.res
     spec = res.spec
     k = spec.deploy.kubernetes
+    mine = inputs.groups_for("kubernetes")
     files: dict[str, str] = {}
-    if any(g.cand.nodes_per_replica > 1 for g in inputs.result.best.groups) or any(
-            "$(" + eargv.CONFIG_DIR + ")" in a for e in inputs.plan["launch"] for a in e["argv"]):
+    if any(inputs.result.best.groups[i].cand.nodes_per_replica > 1 for i in mine) or any(
+            "$(" + eargv.CONFIG_DIR + ")" in a for e in inputs.plan["launch"] if e["group"] in mine for a in e["argv"]):
         files = {a.path.split("/", 1)[1]: a.content for a in launch_files(inputs)}
     cache: dict[str, Any]
     if k.model_cache.pvc:
@@ -166,7 +167,7 @@ def values(inputs: Inputs) -> dict[str, Any]:
         "nodeSelector": dict(sorted(k.node_selector.items())),
         "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in k.tolerations],
         "files": files,
-        "groups": [group_values(inputs, i, files) for i in range(len(inputs.result.best.groups))],
+        "groups": [group_values(inputs, i, files) for i in inputs.groups_for("kubernetes")],
     }
 
 

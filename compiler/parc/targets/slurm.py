@@ -85,5 +85,5 @@ def build(inputs: Inputs) -> list[Artifact]:
     return [
         Artifact(f"slurm/{inputs.stem(i)}.sbatch",
                  render("slurm/job.sbatch.j2", h=header(inputs), j=job(inputs, i)), 0o755)
-        for i in range(len(inputs.result.best.groups))
+        for i in inputs.groups_for("slurm")
     ]
