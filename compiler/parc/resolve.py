@@ -78,7 +78,9 @@ def resolve(doc: Document) -> Resolved:
     pools: tuple[ResolvedPool, ...] = ()
     if "cluster" in sec:
         pools = _resolve_pools(sec["cluster"], doc, problems)
-    if "workload" in sec and "slo" in sec:
+    raw_workload = doc.data.get("workload") if isinstance(doc.data, dict) else None
+    given = isinstance(raw_workload, dict) and "concurrency" in raw_workload
+    if "workload" in sec and "slo" in sec and not given:
         if sec["workload"].concurrency is None and sec["slo"].objective != "throughput":
             problems.append(Problem(doc.locate(("workload",)), "workload.concurrency",
                                     f"required when slo.objective is {sec['slo'].objective}: "
@@ -241,7 +243,8 @@ def _check_engine(engine: Any, model: Any, pools: tuple[ResolvedPool, ...], doc:
                                 f"{cap.display} has no {model.kv_cache_precision} KV cache"))
     if pools and not any(p.gpu.vendor in cap.vendors for p in pools):
         problems.append(Problem(doc.locate(("engine", "name")), "engine.name",
-                                f"{cap.display} runs on {' and '.join(cap.vendors)} GPUs only and no pool has one; "
+                                f"{cap.display} runs on {' and '.join(v.upper() for v in cap.vendors)} GPUs only "
+                                "and no pool has one; "
                                 "use engine: auto or vllm"))
 
 

@@ -299,7 +299,7 @@ def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
     per_replica_max = pool.gpus // g
     if replicas_allowed is not None and not any(r <= per_replica_max for r in replicas_allowed):
         return rej("constraints", f"constraints.replicas {sorted(replicas_allowed)} leaves no room: {pool.name} "
-                                  f"holds at most {per_replica_max} replicas of {g} GPUs")
+                                  f"holds at most {per_replica_max} replica{'s' if per_replica_max != 1 else ''} of {g} GPUs")
     mean = ctx.input_tokens + ctx.output_tokens / 2
     for util in UTILIZATIONS:
         mem = cm.memory(arch, pool.gpu, shape, prec, ctx.factors, utilization=util,
@@ -691,8 +691,12 @@ def _why_nothing_fits(res: Resolved, rejs: list[Rejection]) -> tuple[str, list[s
                 f"interNode for multi-node), a smaller precision, or a smaller maxContextLength")
         return msg, [f"closest: {biggest.pool} tp={biggest.shape.tp} pp={biggest.shape.pp}: {biggest.reason}", hint]
     kinds = sorted({r.kind for r in rejs})
-    lines = [f"{r.pool} tp={r.shape.tp} pp={r.shape.pp}: {r.reason}" for r in rejs[:5]]
-    return f"no placement is possible ({', '.join(kinds)})", lines
+    lines: list[str] = []
+    for r in rejs:
+        line = f"{r.engine} {r.pool} tp={r.shape.tp} pp={r.shape.pp} ep={r.shape.ep} dpAttention={r.shape.dpa}: {r.reason}"
+        if line not in lines:
+            lines.append(line)
+    return f"no placement is possible ({', '.join(kinds)}); the first reasons:", lines[:5]
 
 
 def _why_slo(res: Resolved, cands: list[Candidate], sols: list[Solution]) -> tuple[str, list[str]]:

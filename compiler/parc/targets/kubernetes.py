@@ -48,8 +48,8 @@ def image(inputs: Inputs) -> str:
     engine = inputs.plan["engine"]
     rel = flags.release(engine, spec.engine.version)
     if not rel.image:
-        raise UsageError(f"parc has no official image for {engine} {rel.version} (its flag table is tied to a commit, "
-                         "not a release); set engine.image")
+        raise UsageError(f"target kubernetes: parc has no official image for {engine} {rel.version} (its flag table "
+                         "is tied to a commit, not a release); set engine.image")
     return rel.image
 
 
