@@ -60,7 +60,7 @@ EXPECTED = {
     'bool-type': (2, 'spec.yaml:15:20: cluster.pools[0].gpusPerNode: expected an integer, got the boolean true\n1 problem in 1 spec\n'),
     'float-type': (2, "spec.yaml:11:15: slo.tpotMs: expected a number, got the string 'fast'\n1 problem in 1 spec\n"),
     'string-type': (2, 'spec.yaml:6:7: model.id: expected a string (quote it), got the number 42\n1 problem in 1 spec\n'),
-    'dict-type': (2, "spec.yaml:7:11: workload: expected a mapping, got the number 5\nspec.yaml:8:1: x: unknown field 'x'; allowed here: apiVersion, cluster, constraints, deploy, engine, kind, metadata, model, slo, targets, workload\n2 problems in 1 spec\n"),
+    'dict-type': (2, "spec.yaml:7:11: workload: expected a mapping, got the number 5\nspec.yaml:8:1: x: unknown field 'x'; allowed here: apiVersion, calibration, cluster, constraints, deploy, engine, kind, metadata, model, slo, targets, workload\n2 problems in 1 spec\n"),
     'list-type': (2, "spec.yaml:12:10: cluster.pools: expected a list, got a mapping\nspec.yaml:13:3: cluster.x: unknown field 'x'; allowed here: pools\n2 problems in 1 spec\n"),
     'too-short': (2, "spec.yaml:12:10: cluster.pools: must not be empty\nspec.yaml:13:3: cluster.x: unknown field 'x'; allowed here: pools\n2 problems in 1 spec\n"),
     'too-long': (2, 'spec.yaml:15:20: cluster.pools[0].gpusPerNode: must be <= 72, got the number 73\n1 problem in 1 spec\n'),
@@ -82,7 +82,7 @@ EXPECTED = {
     'arch-config-dir': (2, 'spec.yaml:7:15: model.configPath: /tmp/cat is a directory; point configPath at the config.json file\n1 problem in 1 spec\n'),
     'keys-not-strings': (2, 'spec.yaml:16:1: keys must be strings, got a number (1); quote it\n1 problem in 1 spec\n'),
     'trtllm-no-image-k8s': (2, 'target kubernetes: parc has no official image for trtllm git-00209af1 (its flag table is tied to a commit, not a release); set engine.image\n'),
-    'slo-infeasible': (3, 'no placement meets the SLO at objective latency; the fastest, p: tp=8 pp=1 ep=1 dpAttention=1, gives TPOT 3.4 ms and TTFT 10 ms with one request\nfix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs\n'),
+    'slo-infeasible': (3, 'no placement meets the SLO at objective latency; the fastest, p: tp=8 pp=1 ep=1 dpAttention=1, gives TPOT 8.5 ms and TTFT 20 ms with one request\nfix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs\n'),
     'pool-too-small-replicas': (3, 'no placement is possible (constraints); the first reasons:\nvllm p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\ntrtllm p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\ntgi p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\n'),
 }
 

@@ -183,5 +183,48 @@ def compile_(specs: tuple[str, ...], output: str, check: bool, targets: tuple[st
     _run(go)
 
 
+@main.command()
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Calibration file to write (YAML); reference it from a spec as `calibration: <path>`.")
+@click.option("--hold-out", "held_out", multiple=True, metavar="SOURCE_ID",
+              help="Keep the rows of this source_id out of the fit and report the error on them (repeatable).")
+def calibrate(results: str, output: str, held_out: tuple[str, ...]) -> None:
+    """Fit the cost model's efficiency factors to your own measured results.
+
+    RESULTS is a CSV in the benchmark-corpus format (columns: model, gpu, tp, pp, ep,
+    dp_attention, replicas, gpu_count, nodes, precision, kv_cache_precision, engine,
+    input_tokens, output_tokens, concurrency, output_tokens_per_s or
+    output_tokens_per_s_per_gpu, ttft_ms, tpot_ms, source_id); see the README.
+    """
+
+    def go() -> None:
+        from parc import calibrate as cal
+        from parc.yamlout import dump
+
+        rows, skipped = cal.read_rows(Path(results))
+        fit_rows = [r for r in rows if r.source not in held_out]
+        test_rows = [r for r in rows if r.source in held_out] or fit_rows
+        if len(fit_rows) < 3:
+            raise UsageError(f"{results}: {len(fit_rows)} usable rows; parc calibrate needs at least 3 "
+                             f"(skipped: {', '.join(f'{k} ({v})' for k, v in sorted(skipped.items())) or 'none'})")
+        before = cal.report(cal.score(test_rows, {}))
+        factors = cal.fit(fit_rows, base={})
+        scored = cal.score(test_rows, factors)
+        after = cal.report(scored)
+        doc = cal.calibration_document(factors, f"{Path(results).name} (sha256 {cal.digest(Path(results))})",
+                                       fit_rows, scored, heldout=", ".join(held_out))
+        from parc.targets import Artifact
+        from parc.write import write_file
+
+        write_file(Path(output), Artifact(Path(output).name, "# Written by `parc calibrate`.\n" + dump(doc)))
+        scope = "held-out rows" if held_out else "the fitted rows"
+        click.echo(f"{output}: fitted on {len(fit_rows)} rows; on {scope}: median throughput error "
+                   f"{before.median_ape * 100:.1f}% -> {after.median_ape * 100:.1f}%, ranking agreement "
+                   f"{after.ranking * 100:.1f}%")
+
+    _run(go)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -66,12 +66,16 @@ class Factors:
 
 def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None) -> Factors:
     """Efficiency factors for ``gpu`` and ``engine``: a calibration's value for that family,
-    else its default, else the shipped priors."""
+    else its default, else the shipped priors. ``calibration`` None means the built-in fit
+    (catalog/data/calibration.yaml); pass {} for the uncalibrated priors."""
     eff = catalog.efficiency()
-    cal = calibration or {}
+    builtin = catalog.builtin_calibration()
+    cal = builtin if calibration is None else calibration
+    # a user calibration covers the families it saw; the built-in fit and then the priors fill the rest
+    chain = (cal, eff) if calibration is None or calibration == {} else (cal, builtin, eff)
 
     def pick(section: str, key: str) -> Any:
-        for src in (cal, eff):
+        for src in chain:
             sec = src.get(section, {})
             for k in (f"{gpu.family}.{engine}", gpu.family, engine, key):
                 if isinstance(sec, dict) and k in sec:

@@ -162,6 +162,7 @@ def build(res: Resolved, result: Result) -> dict[str, Any]:
         "predicted": predicted(best),
         "meetsSlo": best.meets_slo,
         "objective": result.objective,
+        "calibration": calibration(res, best),
         "notes": notes(best, res),
         "alternatives": [
             {"engine": a.engine, "placement": placement(a), "predicted": predicted(a), "score": score(a, result.objective),
@@ -170,6 +171,26 @@ def build(res: Resolved, result: Result) -> dict[str, Any]:
         ],
         "rejected": [_rejected(r) for r in sorted(result.rejections, key=_rej_key)],
         "launch": launch_entries(res, best),
+    }
+
+
+def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
+    """Which efficiency factors the predictions used, and their expected error band
+    (median and 90th-percentile absolute error of held-out throughput predictions)."""
+    from parc import catalog
+
+    cal = res.calibration if res.calibration is not None else catalog.builtin_calibration()
+    prov = cal.get("provenance", {}) if cal else {}
+    bands = cal.get("bands", {}) if cal else {}
+    g = sol.groups[0]
+    key = f"{g.cand.engine}/{g.cand.pool.gpu.family}"
+    band = bands.get(key) or bands.get("all") or {}
+    return {
+        "source": res.calibration_source if res.calibration is not None else
+        ("built-in" if cal else "priors (uncalibrated)"),
+        "fittedOn": f"{prov.get('rows', 0)} rows from {len(prov.get('sources', []))} sources" if prov else "",
+        "errorBand": {"scope": key if key in bands else "all", "throughputMedianApe": band.get("medianApe"),
+                      "throughputP90Ape": band.get("p90Ape")} if band else {},
     }
 
 

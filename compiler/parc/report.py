@@ -51,6 +51,11 @@ def plan_table(doc: dict[str, Any]) -> str:
         rows += _row(" ", alt["engine"], alt["placement"], alt["predicted"])
     out.append(table(headers, rows, right={3, 4, 5, 6, 7, 8, 9, 10, 11}))
     out.append("(* chosen; dp = replicas x dpAttention; TTFT/TPOT at the planned load, tok/s = output tokens/s)\n")
+    cal = doc.get("calibration", {})
+    band = cal.get("errorBand") or {}
+    if band:
+        out.append(f"predictions: {cal['source']} calibration; expected throughput error ±{band['throughputMedianApe'] * 100:.0f}% "
+                   f"median, ±{band['throughputP90Ape'] * 100:.0f}% at the 90th percentile ({band['scope']})\n")
     c = doc["predicted"]["communication"]
     out.append(f"\ncommunication per token: TP all-reduce {c['tpAllReduceMsPerToken']:.3f} ms, PP p2p "
                f"{c['ppP2pMsPerToken']:.3f} ms, EP all-to-all {c['epAllToAllMsPerToken']:.3f} ms\n")

@@ -60,6 +60,8 @@ class Resolved:
     pools: tuple[ResolvedPool, ...]
     max_context_length: int
     targets: tuple[str, ...]
+    calibration: dict[str, Any] | None = None  # None: the built-in fit
+    calibration_source: str = "built-in"
 
 
 def load_and_resolve(path: str | Path) -> Resolved:
@@ -94,10 +96,27 @@ def resolve(doc: Document) -> Resolved:
         targets = _targets(whole, doc, problems)
     else:
         _check_raw_targets(doc, problems)
+    cal, cal_source = None, "built-in"
+    whole_cal = whole.calibration if whole is not None else None
+    if whole_cal is not None:
+        cal, cal_source = _load_calibration(whole_cal, doc, problems)
     if problems or spec is None or arch is None:
         raise SpecError(problems)
     ctx = spec.model.max_context_length or _default_context(spec, arch)
-    return Resolved(spec, doc.file, spec_digest(spec), arch, pools, ctx, targets)
+    return Resolved(spec, doc.file, spec_digest(spec), arch, pools, ctx, targets, cal, cal_source)
+
+
+def _load_calibration(ref: str, doc: Document, problems: list[Problem]) -> tuple[dict[str, Any] | None, str]:
+    from parc.calibrate import load_calibration
+
+    path = Path(ref)
+    if not path.is_absolute():
+        path = doc.base_dir / path
+    try:
+        return load_calibration(path), ref
+    except ValueError as exc:
+        problems.append(Problem(doc.locate(("calibration",)), "calibration", str(exc)))
+        return None, ref
 
 
 def spec_digest(spec: ServingSpec) -> str:

@@ -183,7 +183,7 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
                 rejs.append(Rejection(engine, pool.name, cm.Shape(1, 1, 1, 1), "engine",
                                       f"{cap.display} does not run on {pool.gpu.vendor.upper()} GPUs ({pool.gpu.key})"))
                 continue
-            f = cm.factors(pool.gpu, engine)
+            f = cm.factors(pool.gpu, engine, res.calibration)
             ctx = cm.Context(arch, pool, spec.model.precision, spec.model.kv_cache_precision, engine,
                              cap.weight_only_fallback, f, spec.workload.input_tokens, spec.workload.output_tokens)
             for shape in _shapes(arch, pool, allow, cons.max_gpus):

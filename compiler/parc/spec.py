@@ -368,6 +368,11 @@ class ServingSpec(_Model):
         description="Artefacts to write. Default: launch, plus slurm / kubernetes + helm for the pools' schedulers.",
     )
     deploy: Deploy = Field(default_factory=Deploy)
+    calibration: str | None = Field(
+        default=None, min_length=1, max_length=4096,
+        description="Calibration file written by `parc calibrate` (relative to the spec). Default: the built-in "
+        "fit on published benchmarks.",
+    )
 
 
 SECTIONS: dict[str, type[_Model]] = {

@@ -204,3 +204,21 @@ def check(out: Path, artifacts: list[Artifact]) -> None:
     if diff:
         n = sum(1 for line in diff.splitlines() if line.startswith(("+++ ", "missing: ", "stale: ", "mode: ")))
         raise DriftError(f"{out}: {n} file{'s' if n != 1 else ''} differ from what `parc compile` would write", diff)
+
+
+def write_file(path: Path, artifact: Artifact) -> None:
+    """Write one file atomically (temp file in the same directory, then rename)."""
+    path = Path(os.path.abspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(artifact.content.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, artifact.mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

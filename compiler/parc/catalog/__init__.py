@@ -254,3 +254,15 @@ def links() -> dict[str, Any]:
 def efficiency() -> dict[str, Any]:
     """Efficiency factors of the cost model (``data/efficiency.toml``)."""
     return _load_toml("efficiency.toml")
+
+
+@functools.lru_cache(maxsize=None)
+def builtin_calibration() -> dict[str, Any]:
+    """The efficiency factors fitted on the published benchmark corpus
+    (``data/calibration.yaml``, written by tests/benchmarks/accuracy.py --fit)."""
+    path = DATA_DIR / "calibration.yaml"
+    if not path.exists():
+        return {}
+    from parc.calibrate import load_calibration
+
+    return load_calibration(path)

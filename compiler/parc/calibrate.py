@@ -1,0 +1,384 @@
+"""Cost-model fidelity: predict measured serving results, report the error, fit the
+efficiency factors (``parc calibrate``).
+
+Input rows use the benchmark-corpus CSV format (tests/benchmarks/data/published.csv; the
+README documents the columns). Each row is a placement (model, GPU, tp/pp/ep, attention
+DP, replicas), a workload (input/output tokens, concurrency or offline) and what was
+measured (output tokens/s in total or per GPU, TTFT, TPOT). Offline rows are predicted at
+the load that maximises throughput within memory; fixed-concurrency rows at their load.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from parc import catalog
+from parc import costmodel as cm
+from parc.errors import UsageError
+from parc.resolve import ResolvedPool
+
+CALIBRATION_KIND = "Calibration"
+PARAMS = ("compute", "memory_bandwidth")  # per GPU family
+COLLECTIVES = ("nvlink", "pcie", "pcie_cross_socket", "network")
+UTILIZATION = 0.9
+BATCHED_TOKENS = 8192
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured result, resolved against the catalogs."""
+
+    id: str
+    source: str
+    engine: str
+    arch: catalog.ModelArch
+    gpu: catalog.GpuSpec
+    precision: str
+    kv: str
+    gpus: int
+    nodes: int
+    shape: cm.Shape
+    replicas: int
+    input_tokens: int
+    output_tokens: int
+    concurrency: float | None
+    measured: float  # output tokens/s of the whole deployment
+    per_gpu: bool  # the source printed per-GPU throughput
+    ttft_ms: float | None
+    tpot_ms: float | None
+
+    @property
+    def family(self) -> str:
+        return self.gpu.family
+
+
+def _f(x: str) -> float | None:
+    try:
+        return float(x) if x not in ("", None) else None
+    except ValueError:
+        return None
+
+
+def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
+    """Rows parc can predict, and counts of the rows skipped by reason."""
+    skipped: dict[str, int] = {}
+
+    def skip(why: str) -> None:
+        skipped[why] = skipped.get(why, 0) + 1
+
+    rows: list[Row] = []
+    try:
+        fh = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with fh:
+        reader = csv.DictReader(fh)
+        need = {"model", "gpu", "tp", "precision", "input_tokens", "output_tokens"}
+        if not need <= set(reader.fieldnames or ()):
+            raise UsageError(f"{path}: not a results CSV: needs the columns {', '.join(sorted(need))} "
+                             "(see the README, section Calibration)")
+        for r in reader:
+            arch = catalog.models().get(r["model"] or "")
+            gpu = catalog.gpus().get(r["gpu"] or "")
+            if arch is None:
+                skip("model not in the catalog")
+                continue
+            if gpu is None:
+                skip("GPU not in the catalog")
+                continue
+            prec = r["precision"] or "bf16"
+            if prec not in ("bf16", "fp16", "fp8", "fp4", "int8", "int4"):
+                skip("precision unknown")
+                continue
+            inp, out = _f(r["input_tokens"]), _f(r["output_tokens"])
+            if not inp or not out:
+                skip("no input/output lengths")
+                continue
+            tp = int(_f(r["tp"]) or 1)
+            pp = int(_f(r.get("pp", "")) or 1)
+            ep = int(_f(r.get("ep", "")) or 1)
+            dpa = 1
+            if (r.get("dp_attention") or "").lower() in ("true", "1", "yes"):
+                dpa, tp = tp, 1  # "DEPn": attention data-parallel over n GPUs, experts over the same n
+            if not arch.is_moe:
+                ep = 1
+            replicas = int(_f(r.get("replicas", "")) or 1)
+            gpus = int(_f(r.get("gpu_count", "")) or tp * pp * dpa * replicas)
+            nodes = int(_f(r.get("nodes", "")) or 1)
+            total = _f(r.get("output_tokens_per_s", ""))
+            per_gpu = _f(r.get("output_tokens_per_s_per_gpu", ""))
+            if total is None and per_gpu is None:
+                skip("no output throughput")
+                continue
+            measured = total if total is not None else per_gpu * gpus  # type: ignore[operator]
+            conc = _f(r.get("concurrency", ""))
+            rows.append(Row(r.get("id", ""), r.get("source_id", ""), r.get("engine", "") or "other", arch, gpu, prec,
+                            "fp8" if (r.get("kv_cache_precision") or "") == "fp8" else "auto", gpus, nodes,
+                            cm.Shape(tp, pp, ep, dpa), replicas, int(inp), int(out), conc, float(measured),
+                            total is None, _f(r.get("ttft_ms", "")), _f(r.get("tpot_ms", ""))))
+    return rows, skipped
+
+
+def _engine(row: Row) -> str:
+    return row.engine if row.engine in ("vllm", "trtllm", "tgi") else "vllm"
+
+
+@dataclass
+class Prediction:
+    throughput: float
+    ttft_ms: float
+    tpot_ms: float
+    load: float
+
+
+def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
+    """parc's prediction for one measured row (None when the placement does not fit)."""
+    per_node = max(1, row.gpus // max(row.nodes, 1))
+    pool = ResolvedPool(0, "bench", row.gpu, max(row.nodes, 1), per_node, row.gpu.intra_node_default,
+                        row.gpu.nvlink_domain if row.gpu.intra_node_default == "nvlink" else 0,
+                        "infiniband" if row.nodes > 1 else "none", 400.0 if row.nodes > 1 else 0.0, "none")
+    engine = _engine(row)
+    f = cm.factors(row.gpu, engine, cal)
+    ctx = cm.Context(row.arch, pool, row.precision, row.kv, engine, True, f, row.input_tokens, row.output_tokens)
+    mem = cm.memory(row.arch, row.gpu, row.shape, row.precision, f, utilization=UTILIZATION,
+                    batched_tokens=BATCHED_TOKENS, max_seqs=256)
+    max_load = cm.max_sequences(row.arch, row.shape, row.kv, mem, row.input_tokens + row.output_tokens / 2)
+    if max_load < 1:
+        return None
+    prep = cm.prepare(ctx, row.shape, BATCHED_TOKENS)
+    if row.concurrency:
+        load = max(1.0, row.concurrency / row.replicas)
+        t = cm.predict_prepared(prep, load)
+    else:  # offline: the load that maximises throughput within memory
+        best = None
+        load = float(max_load)
+        while load >= 1:
+            cand = cm.predict_prepared(prep, load)
+            if best is None or cand.throughput > best[1].throughput:
+                best = (load, cand)
+            load = math.floor(load / 1.5)
+        assert best is not None
+        load, t = best
+    return Prediction(t.throughput * row.replicas, t.ttft_s * 1e3, t.tpot_s * 1e3, load)
+
+
+@dataclass
+class Scored:
+    row: Row
+    pred: Prediction
+
+    @property
+    def ape(self) -> float:
+        return abs(self.pred.throughput - self.row.measured) / self.row.measured
+
+    @property
+    def log_err(self) -> float:
+        return math.log(self.pred.throughput / self.row.measured)
+
+
+def score(rows: Iterable[Row], cal: dict[str, Any] | None) -> list[Scored]:
+    out = []
+    for r in rows:
+        p = predict(r, cal)
+        if p is not None and p.throughput > 0:
+            out.append(Scored(r, p))
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def ranking_agreement(scored: list[Scored]) -> tuple[float, int]:
+    """Share of pairs of placements of the same model, GPU, precision and workload (same
+    source) that parc orders like the measurements, by output tokens/s per GPU."""
+    groups: dict[tuple[Any, ...], list[Scored]] = {}
+    for s in scored:
+        r = s.row
+        key = (r.source, r.engine, r.arch.key, r.gpu.key, r.precision, r.input_tokens, r.output_tokens, r.concurrency)
+        groups.setdefault(key, []).append(s)
+    agree = total = 0
+    for items in groups.values():
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                a, b = items[i], items[j]
+                ma, mb = a.row.measured / a.row.gpus, b.row.measured / b.row.gpus
+                if a.row.shape == b.row.shape and a.row.gpus == b.row.gpus:
+                    continue
+                if abs(ma - mb) / max(ma, mb) < 0.02:
+                    continue  # a tie in the measurements orders nothing
+                pa, pb = a.pred.throughput / a.row.gpus, b.pred.throughput / b.row.gpus
+                total += 1
+                agree += (ma > mb) == (pa > pb)
+    return (agree / total if total else float("nan")), total
+
+
+@dataclass
+class Report:
+    rows: int
+    median_ape: float
+    p90_ape: float
+    bias: float  # median of predicted/measured - 1
+    ranking: float
+    pairs: int
+    ttft_median_ape: float = float("nan")
+    tpot_median_ape: float = float("nan")
+    groups: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+
+
+def report(scored: list[Scored], by: Any = None) -> Report:
+    apes = [s.ape for s in scored]
+    ratio = [s.pred.throughput / s.row.measured for s in scored]
+    rk, pairs = ranking_agreement(scored)
+    ttft = [abs(s.pred.ttft_ms - s.row.ttft_ms) / s.row.ttft_ms for s in scored if s.row.ttft_ms]
+    tpot = [abs(s.pred.tpot_ms - s.row.tpot_ms) / s.row.tpot_ms for s in scored if s.row.tpot_ms]
+    rep = Report(len(scored), _pct(apes, 0.5), _pct(apes, 0.9), _pct(ratio, 0.5) - 1, rk, pairs,
+                 _pct(ttft, 0.5), _pct(tpot, 0.5))
+    if by is not None:
+        buckets: dict[str, list[Scored]] = {}
+        for s in scored:
+            buckets.setdefault(str(by(s)), []).append(s)
+        for k in sorted(buckets):
+            b = buckets[k]
+            a = [x.ape for x in b]
+            rep.groups[k] = (len(b), _pct(a, 0.5), _pct(a, 0.9), _pct([x.pred.throughput / x.row.measured for x in b], .5) - 1)
+    return rep
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def _loss(scored: list[Scored]) -> float:
+    """Robust loss: mean absolute log error (a 2x miss costs the same either way)."""
+    return statistics.fmean(abs(s.log_err) for s in scored) if scored else math.inf
+
+
+def fit(rows: list[Row], base: dict[str, Any] | None = None, rounds: int = 3) -> dict[str, Any]:
+    """Coordinate descent over the efficiency factors on log-spaced multipliers; returns a
+    calibration dict (``factors`` reads it)."""
+    eff = catalog.efficiency()
+    cal: dict[str, Any] = {
+        "compute": dict((base or {}).get("compute", {})),
+        "memory_bandwidth": dict((base or {}).get("memory_bandwidth", {})),
+        "collective": {k: float(v) for k, v in eff["collective"].items()} | dict((base or {}).get("collective", {})),
+        "engine": {e: dict(v) for e, v in eff["engine"].items()} | dict((base or {}).get("engine", {})),
+    }
+    families = sorted({r.family for r in rows})
+    for fam in families:
+        cal["compute"].setdefault(fam, float(eff["compute"]["default"]))
+        cal["memory_bandwidth"].setdefault(fam, float(eff["memory_bandwidth"]["default"]))
+    knobs: list[tuple[str, str, str | None, float, float]] = []
+    for fam in families:
+        knobs += [("compute", fam, None, 0.05, 1.0), ("memory_bandwidth", fam, None, 0.2, 1.0)]
+    knobs += [("collective", k, None, 0.02, 1.0) for k in COLLECTIVES]
+    # one per-iteration overhead for every engine: the corpus is mostly TensorRT-LLM, and a
+    # per-engine fit would make `engine: auto` prefer whichever engine has the fewest rows
+    knobs += [("engine", "*", "step_overhead_ms", 0.1, 50.0)]
+    # evaluate on a deterministic subsample for speed; the loss is a mean, so it scales
+    sample = rows if len(rows) <= 800 else [r for i, r in enumerate(rows) if i % math.ceil(len(rows) / 800) == 0]
+    best = _loss(score(sample, cal))
+    steps = [0.5, 0.7, 0.85, 1.18, 1.43, 2.0]
+    for _ in range(rounds):
+        improved = False
+        for section, key, sub, lo, hi in knobs:
+            first = next(iter(cal[section].values())) if key == "*" else None
+            cur = (first[sub] if key == "*" else cal[section][key][sub]) if sub else cal[section][key]
+            for m in steps:
+                val = min(hi, max(lo, cur * m))
+                if val == cur:
+                    continue
+                trial = _set(cal, section, key, sub, val)
+                loss = _loss(score(sample, trial))
+                if loss < best - 1e-9:
+                    best, cal, cur, improved = loss, trial, val, True
+        steps = [math.sqrt(s) for s in steps]
+        if not improved:
+            break
+    return _rounded(cal)
+
+
+def _set(cal: dict[str, Any], section: str, key: str, sub: str | None, value: float) -> dict[str, Any]:
+    new = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cal.items()}
+    new[section] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cal[section].items()}
+    if key == "*":
+        for k in new[section]:
+            new[section][k] = {**new[section][k], sub: value}
+    elif sub:
+        new[section][key] = {**new[section][key], sub: value}
+    else:
+        new[section][key] = value
+    return new
+
+
+def _rounded(cal: dict[str, Any]) -> dict[str, Any]:
+    def r(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: r(x) for k, x in sorted(v.items())}
+        return round(v, 4) if isinstance(v, float) else v
+
+    return r(cal)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def bands(scored: list[Scored]) -> dict[str, dict[str, float]]:
+    """Expected error band per engine and GPU family (median and 90th-percentile APE)."""
+    out: dict[str, dict[str, float]] = {}
+    rep = report(scored, by=lambda s: f"{_engine(s.row)}/{s.row.family}")
+    for k, (n, med, p90, bias) in rep.groups.items():
+        if n >= 5:
+            out[k] = {"rows": n, "medianApe": round(med, 3), "p90Ape": round(p90, 3), "bias": round(bias, 3)}
+    a = [s.ape for s in scored]
+    out["all"] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_pct(a, 0.9), 3),
+                  "bias": round(_pct([s.pred.throughput / s.row.measured for s in scored], .5) - 1, 3)}
+    return out
+
+
+def calibration_document(cal: dict[str, Any], source: str, rows: list[Row], scored: list[Scored],
+                         heldout: str = "") -> dict[str, Any]:
+    return {
+        "apiVersion": "parc.dev/v1alpha1",
+        "kind": CALIBRATION_KIND,
+        "provenance": {
+            "fittedBy": "parc calibrate",
+            "results": source,
+            "rows": len(rows),
+            "sources": sorted({r.source for r in rows if r.source}),
+            "heldOut": heldout,
+        },
+        **cal,
+        "bands": bands(scored),
+    }
+
+
+def load_calibration(path: Path) -> dict[str, Any]:
+    """Read a calibration file written by ``parc calibrate`` (YAML)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or data.get("kind") != CALIBRATION_KIND:
+        raise ValueError(f"{path} is not a parc calibration (kind: {CALIBRATION_KIND}); write one with "
+                         "`parc calibrate results.csv -o calibration.yaml`")
+    for section in ("compute", "memory_bandwidth", "collective", "engine"):
+        if not isinstance(data.get(section, {}), dict):
+            raise ValueError(f"{path}: {section} must be a mapping")
+    return data
