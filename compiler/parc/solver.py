@@ -508,16 +508,21 @@ def _loads(conc: int, max_replicas: int) -> list[int]:
     return sorted(out)
 
 
+def _supply(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
+            max_gpus: int | None, load: int) -> int:
+    """Most replicas the pools can run with each pool on one shape, counting only shapes
+    that hold ``load`` within memory and the SLO (0: any shape)."""
+    return sum(max((max(_replica_options(c, allowed_r, max_gpus) or [0]) for c in cs
+                    if load == 0 or ev.max_ok_load(c) >= load), default=0) for cs in pools.values())
+
+
 def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
                     max_gpus: int | None, conc: int) -> list[Solution]:
-    total_r = sum(max((max(_replica_options(c, allowed_r, max_gpus) or [0]) for c in cs), default=0)
-                  for cs in pools.values())
     sols: list[Solution] = []
-    for load in _loads(conc, max(total_r, 1)):
+    for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         # cheap pre-check (no predictions): can the pools supply `need` replicas at all?
-        supply = sum(max((max(_replica_options(c, allowed_r, max_gpus) or [0]) for c in cs
-                          if ev.max_ok_load(c) >= load), default=0) for cs in pools.values())
+        supply = _supply(ev, pools, allowed_r, max_gpus, load)
         if supply < need:
             continue
         # per pool: candidates meeting memory and SLO at this load, with their replicas
@@ -579,10 +584,8 @@ def _threshold_pick(rows: list[list[tuple[float, float, Candidate, int]]], need:
 
 def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
                  max_gpus: int | None, conc: int) -> list[Solution]:
-    total_r = sum(max((max(_replica_options(c, allowed_r, max_gpus) or [0]) for c in cs), default=0)
-                  for cs in pools.values())
     sols: list[Solution] = []
-    for load in _loads(conc, max(total_r, 1)):
+    for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         offers: list[tuple[int, float, Candidate, int]] = []
         for cs in pools.values():
