@@ -56,6 +56,14 @@ BASE: dict[str, Any] = {
 }
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def set_path(doc: dict, path: tuple, value: str) -> None:
     node: Any = doc
     for part in path[:-1]:
@@ -100,6 +108,7 @@ def test_hostile_string(field, hostile, tmp_path):
     canary = tmp_path / "PWNED"
     value = hostile.format(canary=canary)
     doc = json.loads(json.dumps(BASE))
+    doc["deploy"]["port"] = free_port()  # the stub engines bind it: never a fixed port
     set_path(doc, FIELDS[field], value)
     spec = tmp_path / "spec.yaml"
     spec.write_text(json.dumps(doc, ensure_ascii=False) if "\x00" not in value else json.dumps(doc))

@@ -7,7 +7,7 @@ from conftest import ROOT
 README = (ROOT / "README.md").read_text()
 TEST_CMD = "python3 -m venv .venv && . .venv/bin/activate && pip install -q -e '.[test]' && python -m pytest -q"
 RUN_CMD = ("python3 -m venv .venv && . .venv/bin/activate && pip install . && "
-           "parc plan examples/llama2-70b-4xa100-nvlink.yaml")
+           "parc compile examples/llama2-70b-4xa100-nvlink.yaml -o out/")
 
 
 def test_readme_has_the_two_commands():

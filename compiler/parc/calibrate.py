@@ -337,10 +337,11 @@ def digest(path: Path) -> str:
 def bands(scored: list[Scored]) -> dict[str, dict[str, float]]:
     """Expected error band per engine and GPU family (median and 90th-percentile APE)."""
     out: dict[str, dict[str, float]] = {}
-    rep = report(scored, by=lambda s: f"{_engine(s.row)}/{s.row.family}")
-    for k, (n, med, p90, bias) in rep.groups.items():
-        if n >= 5:
-            out[k] = {"rows": n, "medianApe": round(med, 3), "p90Ape": round(p90, 3), "bias": round(bias, 3)}
+    for key in (lambda s: f"{_engine(s.row)}/{s.row.family}", lambda s: f"*/{s.row.family}"):
+        rep = report(scored, by=key)
+        for k, (n, med, p90, bias) in rep.groups.items():
+            if n >= 5:
+                out[k] = {"rows": n, "medianApe": round(med, 3), "p90Ape": round(p90, 3), "bias": round(bias, 3)}
     a = [s.ape for s in scored]
     out["all"] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_pct(a, 0.9), 3),
                   "bias": round(_pct([s.pred.throughput / s.row.measured for s in scored], .5) - 1, 3)}

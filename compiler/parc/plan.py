@@ -183,13 +183,14 @@ def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
     prov = cal.get("provenance", {}) if cal else {}
     bands = cal.get("bands", {}) if cal else {}
     g = sol.groups[0]
-    key = f"{g.cand.engine}/{g.cand.pool.gpu.family}"
-    band = bands.get(key) or bands.get("all") or {}
+    key = next((k for k in (f"{g.cand.engine}/{g.cand.pool.gpu.family}", f"*/{g.cand.pool.gpu.family}", "all")
+                if k in bands), "all")
+    band = bands.get(key) or {}
     return {
         "source": res.calibration_source if res.calibration is not None else
         ("built-in" if cal else "priors (uncalibrated)"),
         "fittedOn": f"{prov.get('rows', 0)} rows from {len(prov.get('sources', []))} sources" if prov else "",
-        "errorBand": {"scope": key if key in bands else "all", "throughputMedianApe": band.get("medianApe"),
+        "errorBand": {"scope": key, "throughputMedianApe": band.get("medianApe"),
                       "throughputP90Ape": band.get("p90Ape")} if band else {},
     }
 

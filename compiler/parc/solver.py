@@ -635,9 +635,15 @@ def solve(res: Resolved, top: int = 5) -> Result:
     seen: set[tuple[object, ...]] = {best.signature(), tuple(x[1:] for x in best.signature())}
     alts: list[Solution] = []
     ranked = sorted(cands, key=lambda c: _standalone_key(ev, c, objective))
-    for c in ranked[: top + 3]:
-        if any(g.cand == c for g in best.groups):
-            continue
+    tried: set[tuple[object, ...]] = {(g.cand.pool.name, g.cand.shape) for g in best.groups}
+    searches = 0
+    for c in ranked:
+        if len(alts) >= top or searches >= 3 * top + 3:
+            break
+        if (c.pool.name, c.shape) in tried:
+            continue  # the same placement on another engine predicts the same
+        tried.add((c.pool.name, c.shape))
+        searches += 1
         for s in search(res, cands, pinned=c, ev=ev)[:1]:
             shape_only = tuple(x[1:] for x in s.signature())
             if s.signature() not in seen and shape_only not in seen:
