@@ -116,7 +116,7 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
             if total is None and per_gpu is None:
                 skip("no output throughput")
                 continue
-            measured = total if total is not None else per_gpu * gpus  # type: ignore[operator]
+            measured = total if total is not None else float(per_gpu or 0) * gpus
             conc = _f(r.get("concurrency", ""))
             rows.append(Row(r.get("id", ""), r.get("source_id", ""), r.get("engine", "") or "other", arch, gpu, prec,
                             "fp8" if (r.get("kv_cache_precision") or "") == "fp8" else "auto", gpus, nodes,
@@ -292,8 +292,8 @@ def fit(rows: list[Row], base: dict[str, Any] | None = None, rounds: int = 3) ->
     for _ in range(rounds):
         improved = False
         for section, key, sub, lo, hi in knobs:
-            first = next(iter(cal[section].values())) if key == "*" else None
-            cur = (first[sub] if key == "*" else cal[section][key][sub]) if sub else cal[section][key]
+            holder = next(iter(cal[section].values())) if key == "*" else cal[section][key]
+            cur = float(holder[sub] if sub else holder)
             for m in steps:
                 val = min(hi, max(lo, cur * m))
                 if val == cur:
@@ -327,7 +327,7 @@ def _rounded(cal: dict[str, Any]) -> dict[str, Any]:
             return {k: r(x) for k, x in sorted(v.items())}
         return round(v, 4) if isinstance(v, float) else v
 
-    return r(cal)
+    return {k: r(v) for k, v in sorted(cal.items())}
 
 
 def digest(path: Path) -> str:
@@ -382,4 +382,4 @@ def load_calibration(path: Path) -> dict[str, Any]:
     for section in ("compute", "memory_bandwidth", "collective", "engine"):
         if not isinstance(data.get(section, {}), dict):
             raise ValueError(f"{path}: {section} must be a mapping")
-    return data
+    return dict(data)

@@ -201,7 +201,7 @@ def weight_bytes_per_gpu(arch: ModelArch, shape: Shape, precision: str) -> float
     wb = shapes.WEIGHT_BYTES[precision]
     layers = math.ceil(arch.num_hidden_layers / shape.pp)
     moe_share = arch.moe_layers / arch.num_hidden_layers if arch.num_hidden_layers else 0.0
-    per_layer_dense = bd.attention_per_layer + bd.shared_experts_per_layer
+    per_layer_dense: float = bd.attention_per_layer + bd.shared_experts_per_layer
     per_layer_dense += (1 - moe_share) * bd.dense_mlp_per_layer if arch.is_moe else bd.dense_mlp_per_layer
     experts = arch.num_experts * bd.expert * moe_share
     linear = layers * (per_layer_dense / shape.tp + experts / (shape.tp * shape.dpa))

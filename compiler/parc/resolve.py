@@ -145,7 +145,7 @@ def _resolve_model(model: Any, doc: Document, problems: list[Problem]) -> ModelA
             hint = f"did you mean {close[0]!r}?" if close else "see `parc catalog models`"
             problems.append(Problem(doc.locate(("model", "architecture")), "model.architecture",
                                     f"unknown architecture {model.architecture!r}; {hint}"))
-        return arch  # type: ignore[no-any-return]
+        return arch
     arch = catalog.model_for_id(model.id)
     if arch is None:
         close = models.suggest(model.id.split("/")[-1])
@@ -183,7 +183,7 @@ def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tupl
     out = []
     for i, pool in enumerate(cluster.pools):
         where = ("cluster", "pools", i)
-        gpu: GpuSpec = catalog.gpus().get(pool.gpu)
+        gpu: GpuSpec = catalog.gpus().entries[pool.gpu]  # validation made it a catalog key
         intra = pool.intra_node or gpu.intra_node_default
         if intra == "nvlink" and gpu.nvlink_gbs <= 0:
             problems.append(Problem(doc.locate(where + ("intraNode",)), f"cluster.pools[{i}].intraNode",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from parc import costmodel as cm
 from parc.catalog import ModelArch, shapes
@@ -123,7 +123,7 @@ class Solution:
             return (miss, self.gpus, -round(self.throughput, 6), self.tpot_s)
         return (miss, round(self.tpot_s, 12), round(self.ttft_s, 12), self.gpus)
 
-    def signature(self) -> tuple[object, ...]:
+    def signature(self) -> tuple[tuple[Any, ...], ...]:
         return tuple((g.cand.engine, g.cand.pool.name, g.cand.shape, g.replicas) for g in self.groups)
 
 
@@ -188,7 +188,10 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
                              cap.weight_only_fallback, f, spec.workload.input_tokens, spec.workload.output_tokens)
             for shape in _shapes(arch, pool, allow, cons.max_gpus):
                 c = _check(res, ctx, cap, shape, allow["replicas"], cons.max_gpus)
-                (cands if isinstance(c, Candidate) else rejs).append(c)
+                if isinstance(c, Candidate):
+                    cands.append(c)
+                else:
+                    rejs.append(c)
     return cands, rejs
 
 

@@ -299,7 +299,7 @@ class KubernetesDeploy(_Model):
         description="Secret holding the Hugging Face token (key HF_TOKEN). Default: none."
     )
     model_cache: ModelCache = Field(
-        default_factory=lambda: ModelCache(emptyDir=True), description="Default: an emptyDir."
+        default_factory=lambda: ModelCache.model_validate({"emptyDir": True}), description="Default: an emptyDir."
     )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels every pod requires.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of every pod.")

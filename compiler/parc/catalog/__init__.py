@@ -14,10 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from parc._toml import tomllib
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 

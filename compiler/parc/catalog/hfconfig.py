@@ -63,11 +63,11 @@ def from_dict(raw: dict[str, Any], key: str = "config") -> ModelArch:
     kv_heads = _int(raw, "num_key_value_heads", heads)
     head_dim = raw.get("head_dim") or (hidden // heads if heads else 0)
     inter = _int(raw, "intermediate_size", 0)
-    moe: dict[str, int] = dict(
+    moe: dict[str, Any] = dict(
         num_experts=0, experts_per_token=0, moe_intermediate_size=0, num_shared_experts=0,
         shared_expert_intermediate_size=0, first_dense_layers=0,
     )
-    mla = dict(q_lora_rank=0, kv_lora_rank=0, qk_nope_head_dim=0, qk_rope_head_dim=0, v_head_dim=0)
+    mla: dict[str, Any] = dict(q_lora_rank=0, kv_lora_rank=0, qk_nope_head_dim=0, qk_rope_head_dim=0, v_head_dim=0)
     sliding = 0
     sliding_layers = 0
     bias = bool(raw.get("attention_bias", False))

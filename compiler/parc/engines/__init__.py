@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from parc.catalog import tomllib
+from parc._toml import tomllib
 
 DATA = Path(__file__).resolve().parent
 
@@ -34,10 +35,8 @@ class Capabilities:
 def capabilities() -> dict[str, Capabilities]:
     with open(DATA / "capabilities.toml", "rb") as fh:
         raw = tomllib.load(fh)
-    return {
-        name: Capabilities(
-            name=name,
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in raw[name].items()},
-        )
-        for name in ENGINES
-    }
+    out = {}
+    for name in ENGINES:
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw[name].items()}
+        out[name] = Capabilities(name=name, **fields)
+    return out

@@ -8,7 +8,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from parc.catalog import tomllib
+from parc._toml import tomllib
 from parc.engines import DATA
 
 

@@ -203,7 +203,7 @@ def _pod(v: dict[str, Any], g: dict[str, Any], role: str, proc: dict[str, Any]) 
     if serving:
         container["ports"] = [{"name": "http", "containerPort": v["port"], "protocol": "TCP"}]
     container["resources"] = {"requests": {"cpu": g["cpu"], "memory": g["memory"], **gpu}, "limits": dict(gpu)}
-    mounts = [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": CACHE_MOUNT}]
+    mounts: list[dict[str, Any]] = [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": CACHE_MOUNT}]
     if v["files"]:
         mounts.append({"name": "parc-files", "mountPath": CONFIG_MOUNT, "readOnly": True})
     container["volumeMounts"] = mounts
