@@ -434,8 +434,9 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     ctx_mean = inp + out / 2
     per_rank = load / shape.dpa
     prefill_per_iter = per_rank * inp / out
-    # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches
-    m = max(1, min(math.ceil(per_rank), shape.pp))
+    # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches (real-valued,
+    # so a micro-batch never shrinks as the load grows: TPOT is monotone in the load)
+    m = max(1.0, min(per_rank, float(shape.pp)))
     stage_s, comm = _stage_time(st, per_rank / m, (per_rank + prefill_per_iter) / m, ctx_mean)
     overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
     step = shape.pp * stage_s + overhead

@@ -522,12 +522,18 @@ def _supply(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[in
 def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
                     max_gpus: int | None, conc: int) -> list[Solution]:
     sols: list[Solution] = []
+    best_tpot = math.inf
+    last_tpot: dict[Candidate, float] = {}  # TPOT at the last load evaluated (TPOT grows with load)
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         # cheap pre-check (no predictions): can the pools supply `need` replicas at all?
         supply = _supply(ev, pools, allowed_r, max_gpus, load)
         if supply < need:
             continue
+        # bound: no shape can beat the best solution's TPOT at this or any larger load
+        feasible = [c for cs in pools.values() for c in cs if ev.max_ok_load(c) >= load]
+        if feasible and min(last_tpot.get(c, 0.0) for c in feasible) > best_tpot:
+            break
         # per pool: candidates meeting memory and SLO at this load, with their replicas
         rows: list[list[tuple[float, float, Candidate, int]]] = []
         for cs in pools.values():
@@ -536,6 +542,7 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
                 if ev.max_ok_load(c) < load:
                     continue
                 t = ev.timing(c, load)
+                last_tpot[c] = t.tpot_s
                 for r in _replica_options(c, allowed_r, max_gpus):
                     row.append((t.tpot_s, t.ttft_s, c, r))
             rows.append(row)
@@ -544,7 +551,9 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
             continue
         reps = sum(r for _, r in chosen)
         real = float(-(-conc // reps))
-        sols.append(ev.solution([(c, r, real) for c, r in chosen]))
+        sol = ev.solution([(c, r, real) for c, r in chosen])
+        sols.append(sol)
+        best_tpot = min(best_tpot, sol.tpot_s)
     return sols
 
 
