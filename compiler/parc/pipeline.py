@@ -20,7 +20,6 @@ def make_plan(path: str | Path, top: int = 5) -> dict[str, Any]:
 def compile_spec(path: str | Path, targets: tuple[str, ...] | None = None, top: int = 5) -> tuple[str, list[Any]]:
     """Load .. render one spec: (metadata.name, artifacts). ``targets`` overrides the spec's."""
     from parc.engines import flags
-    from parc.errors import ParcError
     from parc.targets import Inputs, build
 
     res = load_and_resolve(path)
@@ -36,11 +35,7 @@ def compile_spec(path: str | Path, targets: tuple[str, ...] | None = None, top: 
         if bad:
             raise AssertionError(f"parc emitted an argv its {doc['engine']} flag table rejects: {bad}")
     chosen = targets or res.targets
-    try:
-        arts = build(Inputs(res, result, doc), tuple(chosen))
-    except ParcError:
-        raise
-    return res.spec.metadata.name, arts
+    return res.spec.metadata.name, build(Inputs(res, result, doc), tuple(chosen))
 
 
 def compile_many(paths: list[Path], targets: tuple[str, ...] | None = None) -> list[Any]:

@@ -6,12 +6,10 @@ byte-identical across machines whatever the last bits of floating point arithmet
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from parc import __version__
 from parc import costmodel as cm
-from parc.engines import capabilities
 from parc.engines.argv import launch_entries
 from parc.resolve import Resolved
 from parc.solver import Group, Rejection, Result, Solution
@@ -199,8 +197,4 @@ def _rej_key(r: Rejection) -> tuple[Any, ...]:
     return (r.kind, r.engine, r.pool, r.shape)
 
 
-def engine_display(name: str) -> str:
-    return capabilities()[name].display
-
-
-__all__ = ["build", "placement", "predicted", "score", "notes", "math"]
+__all__ = ["build", "placement", "predicted", "score", "notes", "calibration"]
