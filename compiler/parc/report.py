@@ -68,7 +68,7 @@ def plan_table(doc: dict[str, Any]) -> str:
             by.setdefault(r["kind"], []).append(r)
         out.append(f"\nrejected ({len(rej)}):\n")
         for kind in sorted(by, key=lambda k: (-len(by[k]), k)):
-            ex = by[kind][0]
+            ex = next((r for r in by[kind] if r["placement"]["engine"] == doc["engine"]), by[kind][0])
             p = ex["placement"]
             out.append(f"  {kind} ({len(by[kind])}): e.g. {p['engine']} {p['pool']} tp={p['tp']} pp={p['pp']} "
                        f"ep={p['ep']} dpAttention={p['dpAttention']}: {ex['reason']}\n")
