@@ -85,35 +85,7 @@ def test_unknown_model_id():
 
 def _hf(arch: catalog.ModelArch) -> dict:
     """The arch written back as a Hugging Face config.json of its model_type."""
-    cfg = {"model_type": arch.model_type, "num_hidden_layers": arch.num_hidden_layers, "hidden_size": arch.hidden_size,
-           "num_attention_heads": arch.num_attention_heads, "num_key_value_heads": arch.num_key_value_heads,
-           "head_dim": arch.head_dim, "intermediate_size": arch.intermediate_size, "vocab_size": arch.vocab_size,
-           "max_position_embeddings": arch.max_position_embeddings,
-           "tie_word_embeddings": arch.tie_word_embeddings, "torch_dtype": arch.torch_dtype}
-    t = arch.model_type
-    if t == "mixtral":
-        cfg.update(num_local_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
-                   intermediate_size=arch.moe_intermediate_size, sliding_window=None)
-    elif t == "qwen3_moe":
-        cfg.update(num_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
-                   moe_intermediate_size=arch.moe_intermediate_size, decoder_sparse_step=1, mlp_only_layers=[])
-    elif t == "deepseek_v3":
-        del cfg["head_dim"]
-        cfg.update(n_routed_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
-                   moe_intermediate_size=arch.moe_intermediate_size, n_shared_experts=arch.num_shared_experts,
-                   first_k_dense_replace=arch.first_dense_layers, q_lora_rank=arch.q_lora_rank,
-                   kv_lora_rank=arch.kv_lora_rank, qk_nope_head_dim=arch.qk_nope_head_dim,
-                   qk_rope_head_dim=arch.qk_rope_head_dim, v_head_dim=arch.v_head_dim)
-    elif t == "gpt_oss":
-        cfg.update(num_local_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
-                   intermediate_size=arch.moe_intermediate_size, sliding_window=arch.sliding_window,
-                   layer_types=["sliding_attention", "full_attention"] * (arch.num_hidden_layers // 2),
-                   attention_bias=True)
-    elif t == "mistral":
-        cfg.update(sliding_window=arch.sliding_window or None)
-    elif t == "llama":
-        cfg.update(attention_bias=arch.attention_bias)
-    return cfg
+    return hfconfig.to_dict(arch)
 
 
 @pytest.mark.parametrize("key", ["llama-3.1-8b", "mistral-7b", "mixtral-8x7b", "qwen2.5-7b", "qwen3-8b",

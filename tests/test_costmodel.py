@@ -109,7 +109,8 @@ def test_decode_is_memory_bound_and_tpot_grows_with_load():
 
     gpu = catalog.gpus().get("H100-SXM-80GB")
     pool = ResolvedPool(0, "p", gpu, 1, 8, "nvlink", 8, "none", 0, "none")
-    ctx = cm.Context(LLAMA3_70B, pool, "bf16", "auto", "vllm", True, cm.factors(gpu, "vllm"), 1000, 200)
+    ckpt = catalog.assumed_checkpoint("", LLAMA3_70B.key, "bf16", "")
+    ctx = cm.Context(LLAMA3_70B, pool, ckpt, "auto", "vllm", False, cm.factors(gpu, "vllm"), 1000, 200)
     t1 = cm.predict(ctx, cm.Shape(4, 1, 1, 1), 1, 4096)
     t32 = cm.predict(ctx, cm.Shape(4, 1, 1, 1), 32, 4096)
     assert t32.tpot_s > t1.tpot_s

@@ -46,7 +46,7 @@ CASES = {
  "arch-config-missing": ("validate", rep("id: meta-llama/Llama-3.1-8B-Instruct", "id: x\n  configPath: nope/config.json")),
  "arch-config-dir": ("validate", rep("id: meta-llama/Llama-3.1-8B-Instruct", "id: x\n  configPath: .")),
  "keys-not-strings": ("validate", lambda s: s + "1: x\n"),
- "trtllm-no-image-k8s": ("compile", lambda s: s.replace("gpusPerNode: 8", "gpusPerNode: 8\n      scheduler: kubernetes") + "engine:\n  name: trtllm\n"),
+ "trtllm-no-image-k8s": ("compile", lambda s: s.replace("gpusPerNode: 8", "gpusPerNode: 8\n      scheduler: kubernetes") + "engine:\n  name: trtllm\n  version: git-00209af1\n"),
  "slo-infeasible": ("plan", rep("concurrency: 8", "concurrency: 8\nslo: {tpotMs: 0.5}")),
  "pool-too-small-replicas": ("plan", lambda s: s + "constraints:\n  replicas: 100\n  tp: 8\n"),
 }
@@ -66,7 +66,7 @@ EXPECTED = {
     'too-long': (2, 'spec.yaml:15:20: cluster.pools[0].gpusPerNode: must be <= 72, got the number 73\n1 problem in 1 spec\n'),
     'finite': (2, 'spec.yaml:11:15: slo.tpotMs: must be a finite number, got the number inf\n1 problem in 1 spec\n'),
     'pattern-time': (2, "spec.yaml:17:22: deploy.slurm.timeLimit: the string 'soon' has the wrong form (must match ^(\\d+-)?\\d+(:\\d{2}){0,2}$|^(UNLIMITED|INFINITE)$)\n1 problem in 1 spec\n"),
-    'pattern-version': (2, "spec.yaml:18:12: engine.version: the string 'v one' has the wrong form (must match ^[0-9]+(\\.[0-9]+){0,3}([.-]?[A-Za-z0-9]+)*$)\n1 problem in 1 spec\n"),
+    'pattern-version': (2, "spec.yaml:18:12: engine.version: the string 'v one' has the wrong form (must match ^([0-9]+(\\.[0-9]+){0,3}([.-]?[A-Za-z0-9]+)*|git-[0-9a-f]{7,40})$)\n1 problem in 1 spec\n"),
     'gt-zero': (2, 'spec.yaml:10:16: workload.concurrency: must be > 0, got the number 0\n1 problem in 1 spec\n'),
     'modelcache-two': (2, 'spec.yaml:18:17: deploy.kubernetes.modelCache: set exactly one of pvc, hostPath, emptyDir (got pvc, emptyDir)\n1 problem in 1 spec\n'),
     'modelcache-rel': (2, "spec.yaml:18:17: deploy.kubernetes.modelCache: hostPath 'models' must be an absolute path\n1 problem in 1 spec\n"),
@@ -81,8 +81,8 @@ EXPECTED = {
     'arch-config-missing': (2, 'spec.yaml:7:15: model.configPath: no such file: /tmp/cat/nope/config.json\n1 problem in 1 spec\n'),
     'arch-config-dir': (2, 'spec.yaml:7:15: model.configPath: /tmp/cat is a directory; point configPath at the config.json file\n1 problem in 1 spec\n'),
     'keys-not-strings': (2, 'spec.yaml:16:1: keys must be strings, got a number (1); quote it\n1 problem in 1 spec\n'),
-    'trtllm-no-image-k8s': (2, 'target kubernetes: parc has no official image for trtllm git-00209af1 (its flag table is tied to a commit, not a release); set engine.image\n'),
-    'slo-infeasible': (3, 'no placement meets the SLO at objective latency; the fastest, p: tp=8 pp=1 ep=1 dpAttention=1, gives TPOT 8.5 ms and TTFT 20 ms with one request\nfix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs\n'),
+    'trtllm-no-image-k8s': (2, 'target kubernetes: parc has no official trtllm image for NVIDIA GPUs at this release; set engine.image\n'),
+    'slo-infeasible': (3, 'no placement meets the SLO at objective latency; the fastest, p: tp=8 pp=1 ep=1 dpAttention=1, gives TPOT 8.6 ms and TTFT 20 ms with one request\nfix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs\n'),
     'pool-too-small-replicas': (3, 'no placement is possible (constraints); the first reasons:\nvllm p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\ntrtllm p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\ntgi p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\n'),
 }
 

@@ -89,8 +89,8 @@ def test_engine_precision_combination(run, write):
     p = write(p.replace("id: meta-llama/Llama-3.1-8B-Instruct", "id: meta-llama/Llama-3.1-8B-Instruct\n  precision: fp4"))
     code, _, err = run("validate", str(p))
     assert code == 2
-    assert f"{p}:7:14: model.precision: TGI does not serve fp4 weights (it serves bf16, fp16, fp8, int8, int4); " \
-           "change the precision or engine.name" in err
+    assert f"{p}:7:14: model.precision: TGI does not run nvfp4 (fp4) checkpoints on any GPU (it runs bf16, fp16, " \
+           "fp8, awq, gptq, int8); change the precision, the checkpoint or engine.name" in err
 
 
 def test_nvlink_on_pcie_only_gpu(run, write):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from parc import catalog
+from parc.catalog import assumed_checkpoint
 from parc import costmodel as cm
 from parc.errors import UsageError
 from parc.resolve import ResolvedPool
@@ -142,11 +143,12 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     per_node = max(1, row.gpus // max(row.nodes, 1))
     pool = ResolvedPool(0, "bench", row.gpu, max(row.nodes, 1), per_node, row.gpu.intra_node_default,
                         row.gpu.nvlink_domain if row.gpu.intra_node_default == "nvlink" else 0,
-                        "infiniband" if row.nodes > 1 else "none", 400.0 if row.nodes > 1 else 0.0, "none")
+                        "infiniband" if row.nodes > 1 else "none", 400.0 if row.nodes > 1 else 0.0, "none", ())
     engine = _engine(row)
     f = cm.factors(row.gpu, engine, cal)
-    ctx = cm.Context(row.arch, pool, row.precision, row.kv, engine, True, f, row.input_tokens, row.output_tokens)
-    mem = cm.memory(row.arch, row.gpu, row.shape, row.precision, f, utilization=UTILIZATION,
+    ckpt = assumed_checkpoint("", row.arch.key, row.precision, "benchmark row")
+    ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, False, f, row.input_tokens, row.output_tokens)
+    mem = cm.memory(row.arch, row.gpu, row.shape, ckpt, f, utilization=UTILIZATION,
                     batched_tokens=BATCHED_TOKENS, max_seqs=256)
     max_load = cm.max_sequences(row.arch, row.shape, row.kv, mem, row.input_tokens + row.output_tokens / 2)
     if max_load < 1:

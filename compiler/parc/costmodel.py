@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from parc import catalog
-from parc.catalog import GpuSpec, ModelArch, shapes
+from parc.catalog import Checkpoint, GpuSpec, ModelArch, shapes
 from parc.resolve import ResolvedPool
 
 GIB = 1024**3
@@ -119,7 +119,12 @@ def link(pool: ResolvedPool, group: int, f: Factors) -> LinkCost:
     if group <= 1:
         return LinkCost("none", math.inf, 0.0, 0.0)
     if pool.intra_node == "nvlink" and group <= max(pool.nvlink_domain, 1) and pool.gpu.nvlink_gbs > 0:
-        return LinkCost("nvlink", pool.gpu.nvlink_gbs / 2 * f.coll("nvlink"), hop["nvlink"], base)
+        gbs = pool.gpu.nvlink_gbs / 2
+        if pool.gpu.scaleup_link_gbs > 0:
+            # a point-to-point mesh (AMD xGMI): a GPU reaches the other p-1 GPUs of its group
+            # over p-1 of its links, so a pair gets one link and 8 GPUs all seven
+            gbs = min(gbs, (group - 1) * pool.gpu.scaleup_link_gbs)
+        return LinkCost("nvlink", gbs * f.coll("nvlink"), hop["nvlink"], base)
     if group <= pool.gpus_per_node:
         # A PCIe ring over more than half of a node of 4+ GPUs crosses the CPU sockets
         # (NCCL's SYS path): a two-socket server hangs half its GPUs off each CPU.
@@ -156,12 +161,19 @@ def all_reduce_s(nbytes: float, p: int, lk: LinkCost) -> float:
     return (lk.base_us + steps * lk.hop_us) * 1e-6 + ring_all_reduce_bytes(nbytes, p) / (lk.gbs * 1e9)
 
 
-def all_to_all_s(nbytes_per_rank: float, p: int, lk: LinkCost) -> float:
+def all_to_all_s(nbytes_per_rank: float, p: int, lk: LinkCost, local: int = 0, near: LinkCost | None = None) -> float:
     """All-to-all where each rank sends ``nbytes_per_rank`` in total, (p-1)/p of it leaving
-    the rank, plus one latency term per peer."""
+    the rank, plus one latency term per peer. Over several nodes (``local`` ranks per node
+    reached over ``near``, the rest over ``lk``), the two parts move at once and the slower
+    one sets the time."""
     if p <= 1:
         return 0.0
-    return (lk.base_us + (p - 1) * lk.hop_us) * 1e-6 + (p - 1) / p * nbytes_per_rank / (lk.gbs * 1e9)
+    lat = (lk.base_us + (p - 1) * lk.hop_us) * 1e-6
+    if near is None or local <= 1 or local >= p:
+        return lat + (p - 1) / p * nbytes_per_rank / (lk.gbs * 1e9)
+    inside = (local - 1) / p * nbytes_per_rank / (near.gbs * 1e9)
+    outside = (p - local) / p * nbytes_per_rank / (lk.gbs * 1e9)
+    return lat + max(inside, outside)
 
 
 def p2p_s(nbytes: float, lk: LinkCost) -> float:
@@ -192,25 +204,29 @@ class Memory:
 
 
 @functools.lru_cache(maxsize=4096)
-def weight_bytes_per_gpu(arch: ModelArch, shape: Shape, precision: str) -> float:
+def weight_bytes_per_gpu(arch: ModelArch, shape: Shape, ckpt: Checkpoint | str) -> float:
     """Weight bytes on the most loaded GPU: layers of one stage split over tp (attention,
     dense MLP, shared experts) and over tp x dpAttention (routed experts), plus the
-    embedding (first stage) or LM head (last stage), vocab-parallel over tp; embeddings
-    and norms stay 16-bit in quantized checkpoints."""
+    embedding (first stage) or LM head (last stage), vocab-parallel over tp. Each layer
+    kind at the checkpoint's bytes per weight (scales included; layers a checkpoint leaves
+    unquantized, embeddings, routers and norms at 16 bit). A precision name stands for the
+    usual checkpoint of that precision."""
+    if isinstance(ckpt, str):
+        ckpt = catalog.assumed_checkpoint("", arch.key, ckpt, "")
     bd = shapes.breakdown(arch)
-    wb = shapes.WEIGHT_BYTES[precision]
     layers = math.ceil(arch.num_hidden_layers / shape.pp)
     moe_share = arch.moe_layers / arch.num_hidden_layers if arch.num_hidden_layers else 0.0
-    per_layer_dense: float = bd.attention_per_layer + bd.shared_experts_per_layer
-    per_layer_dense += (1 - moe_share) * bd.dense_mlp_per_layer if arch.is_moe else bd.dense_mlp_per_layer
+    mlp: float = bd.shared_experts_per_layer
+    mlp += (1 - moe_share) * bd.dense_mlp_per_layer if arch.is_moe else bd.dense_mlp_per_layer
     experts = arch.num_experts * bd.expert * moe_share
-    linear = layers * (per_layer_dense / shape.tp + experts / (shape.tp * shape.dpa))
+    linear = layers * ((bd.attention_per_layer * ckpt.layer_bytes("attention") + mlp * ckpt.layer_bytes("mlp"))
+                       / shape.tp + experts * ckpt.layer_bytes("experts") / (shape.tp * shape.dpa))
     router_norms = layers * (bd.router_per_layer + bd.norms_per_layer)
     if shape.pp == 1:
         vocab = (bd.embedding + bd.lm_head) / shape.tp
     else:
         vocab = max(bd.embedding, bd.lm_head or bd.embedding) / shape.tp
-    return linear * wb + (vocab + router_norms) * 2.0
+    return linear + (vocab + router_norms) * 2.0
 
 
 def activation_bytes(arch: ModelArch, shape: Shape, batched_tokens: int, max_seqs: int) -> float:
@@ -225,10 +241,10 @@ def activation_bytes(arch: ModelArch, shape: Shape, batched_tokens: int, max_seq
     return batched_tokens * per_token + logits
 
 
-def memory(arch: ModelArch, gpu: GpuSpec, shape: Shape, precision: str, f: Factors, *,
+def memory(arch: ModelArch, gpu: GpuSpec, shape: Shape, ckpt: Checkpoint | str, f: Factors, *,
            utilization: float, batched_tokens: int, max_seqs: int) -> Memory:
     """Memory of the most loaded GPU for a placement and engine settings."""
-    weights = weight_bytes_per_gpu(arch, shape, precision)
+    weights = weight_bytes_per_gpu(arch, shape, ckpt)
     acts = activation_bytes(arch, shape, batched_tokens, max_seqs)
     groups = sum(1 for d in (shape.tp, shape.pp, shape.dpa) if d > 1)
     overhead = (f.cuda_context_gib + f.cuda_graphs_gib + f.nccl_per_group_gib * groups) * GIB
@@ -249,14 +265,15 @@ def max_sequences(arch: ModelArch, shape: Shape, kv_precision: str, mem: Memory,
 # ----------------------------------------------------------------------------- time
 
 
-def peak_flops(gpu: GpuSpec, precision: str, weight_only_fallback: bool) -> float:
-    """Dense tensor FLOP/s the GEMMs of ``precision`` run at (FLOP/s)."""
+def peak_flops(gpu: GpuSpec, precision: str, weight_only: bool) -> float:
+    """Dense tensor FLOP/s the GEMMs of ``precision`` run at (FLOP/s). Weight-only kernels
+    (int4, and formats the GPU has no tensor cores for) dequantize to 16 bit."""
     half = gpu.tflops_bf16 or gpu.tflops_fp16
     table = {"bf16": gpu.tflops_bf16 or gpu.tflops_fp16, "fp16": gpu.tflops_fp16, "fp8": gpu.tflops_fp8,
              "int8": gpu.tops_int8, "fp4": gpu.tflops_fp4}
     t = table.get(precision, 0.0)
-    if precision == "int4" or (not t and weight_only_fallback):
-        t = half  # weight-only formats dequantize to 16-bit and run 16-bit GEMMs
+    if precision == "int4" or weight_only or not t:
+        t = half
     return float(t) * 1e12
 
 
@@ -280,6 +297,7 @@ class Timing:
     throughput: float  # output tokens/s of the replica
     comm: Comm
     bubble: float  # share of time pipeline stages idle at this load (decode)
+    batched_tokens: int = 0  # the chunk budget (max_num_batched_tokens per rank) these numbers are for
 
 
 @dataclass(frozen=True)
@@ -288,10 +306,10 @@ class Context:
 
     arch: ModelArch
     pool: ResolvedPool
-    precision: str
+    checkpoint: Checkpoint  # as served (an online-FP8 16-bit checkpoint is an fp8 one here)
     kv_precision: str
     engine: str
-    weight_only_fallback: bool
+    weight_only: bool  # the GPU runs the format with weight-only kernels
     factors: Factors
     input_tokens: int
     output_tokens: int
@@ -349,21 +367,24 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
     experts = idle = 0.0
     if arch.is_moe:
         experts = (arch.num_experts * bd.expert * arch.moe_layers / shape.pp / (shape.tp * shape.dpa)
-                   * shapes.WEIGHT_BYTES[ctx.precision])
+                   * ctx.checkpoint.layer_bytes("experts"))
         idle = 1 - arch.experts_per_token / arch.num_experts
     n_ar = all_reduces_per_forward(arch, shape.pp)
     tp = _affine(lambda b: n_ar * all_reduce_s(b, shape.tp, tp_link)) if shape.tp > 1 else (0.0, 0.0)
     ep = (0.0, 0.0)
     moe_layers = arch.moe_layers / shape.pp
     if arch.is_moe and shape.ep > 1:
-        ep = _affine(lambda b: 2 * moe_layers * all_to_all_s(b * arch.experts_per_token, shape.ep, ep_link))
+        local = min(shape.ep, ctx.pool.gpus_per_node)
+        near = link(ctx.pool, local, f) if shape.ep > ctx.pool.gpus_per_node else None
+        ep = _affine(lambda b: 2 * moe_layers * all_to_all_s(b * arch.experts_per_token, shape.ep, ep_link,
+                                                             local, near))
     elif arch.is_moe and shape.dpa > 1:
         # experts tensor-sharded over tp x dpa: the attention ranks' tokens are gathered and
         # the partial sums reduced across the whole group
         ep = _affine(lambda b: moe_layers * all_reduce_s(b * shape.dpa, shape.tp * shape.dpa, ep_link))
     pp = _affine(lambda b: p2p_s(b, pp_link)) if shape.pp > 1 else (0.0, 0.0)
     return _Stage(
-        w_total=weight_bytes_per_gpu(arch, shape, ctx.precision),
+        w_total=weight_bytes_per_gpu(arch, shape, ctx.checkpoint),
         experts=experts,
         idle_share=idle,
         dpa=shape.dpa,
@@ -371,7 +392,7 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
         attn={c: shapes.attention_flops(arch, 1, c) / split for c in contexts},
         hbm=gpu.hbm_bandwidth_gbs * 1e9 * f.memory_bandwidth,
         flops_tok=shapes.linear_flops_per_token(arch) / split,
-        peak=peak_flops(gpu, ctx.precision, ctx.weight_only_fallback) * f.compute,
+        peak=peak_flops(gpu, ctx.checkpoint.precision, ctx.weight_only) * f.compute,
         act_tok=activation_bytes_per_message(arch, 1),
         tp=tp, ep=ep, pp=pp,
     )
@@ -421,38 +442,54 @@ def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Tim
 
 
 def predict_prepared(p: Prepared, load: float) -> Timing:
-    """Predict one replica serving ``load`` concurrent requests (continuous batching).
+    """Predict one replica serving ``load`` concurrent requests (continuous batching with
+    chunked prefill, ``batched_tokens`` tokens per iteration of one data-parallel rank).
 
-    Each iteration carries the running sequences' decode tokens plus, on average,
-    load x input/output prompt tokens (chunked prefill keeps the mix steady), so
-    TPOT = one iteration through all pipeline stages; TTFT = the iterations a prompt needs
-    in chunks of ``batched_tokens`` at that mix, plus half an iteration of waiting.
+    Every iteration carries the rank's running decodes (d tokens). New prompts arrive at
+    lambda = d / outputTokens per iteration and are prefilled in chunks of what the budget
+    leaves (C = batched_tokens - d), k = ceil(input / C) chunk iterations each; a share
+    f = min(1, lambda k) of the iterations carries a chunk of lambda x input / f tokens.
+    TPOT (mean inter-token time) = f x t(d + chunk) + (1 - f) x t(d): small chunks hide
+    prefill under the memory-bound decode step, large ones make the chunk iterations
+    compute-bound. TTFT = the prompt's k chunk iterations through the pipeline, plus
+    waiting: half an iteration, and M/D/1 queueing for the prefill budget at utilisation
+    rho = lambda x input / C. A load whose prefill demand exceeds the budget never drains:
+    TTFT is infinite.
     """
     ctx, shape, st, batched_tokens = p.ctx, p.shape, p.stage, p.batched_tokens
     inp, out = ctx.input_tokens, ctx.output_tokens
     load = max(load, 1.0)
     ctx_mean = inp + out / 2
     per_rank = load / shape.dpa
-    prefill_per_iter = per_rank * inp / out
     # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches (real-valued,
     # so a micro-batch never shrinks as the load grows: TPOT is monotone in the load)
     m = max(1.0, min(per_rank, float(shape.pp)))
-    stage_s, comm = _stage_time(st, per_rank / m, (per_rank + prefill_per_iter) / m, ctx_mean)
     overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
-    step = shape.pp * stage_s + overhead
+    budget = batched_tokens - per_rank
+    lam = per_rank / out
+    demand = lam * inp
+    chunk = max(1.0, min(float(inp), budget))
+    k = math.ceil(inp / chunk)
+    f = min(1.0, lam * k)
+    mixed = demand / f if f > 0 else 0.0
+    dec_stage, comm = _stage_time(st, per_rank / m, per_rank / m, ctx_mean)
+    mix_stage, comm_mix = _stage_time(st, per_rank / m, (per_rank + mixed) / m, ctx_mean)
+    step = shape.pp * (f * mix_stage + (1 - f) * dec_stage) + overhead
     tpot = step
-    # prompt alone on an idle replica
-    prefill_alone = p.prefill_alone_s
-    # at load: the chunk shares iterations with the running decodes
-    room = max(1.0, batched_tokens - per_rank)
-    chunk_at_load = max(1.0, min(float(inp), room))
-    iters = math.ceil(inp / chunk_at_load)
-    busy_stage, _ = _stage_time(st, per_rank / m, (per_rank / m + chunk_at_load), ctx_mean)
-    prefill_load = (iters + shape.pp - 1) * busy_stage + iters * overhead
-    ttft = max(prefill_alone, prefill_load) + 0.5 * step
+    # the prompt's own chunks ride in one micro-batch with that micro-batch's decodes
+    own_stage, _ = _stage_time(st, per_rank / m, per_rank / m + chunk, ctx_mean)
+    prefill_load = (k + shape.pp - 1) * own_stage + k * overhead
+    rho = demand / budget if budget > 0 else math.inf
+    if rho >= 1.0:
+        ttft = math.inf
+    else:
+        ttft = max(p.prefill_alone_s, prefill_load) + 0.5 * step + rho / (2 * (1 - rho)) * k * own_stage
     latency = ttft + out * tpot
-    throughput = load * out / latency
+    throughput = load * out / latency if math.isfinite(latency) else 0.0
     bubble = (shape.pp - m) / shape.pp  # decode: stages idle while fewer micro-batches than stages cycle
-    return Timing(ttft, tpot, step, prefill_alone, throughput,
-                  Comm(comm.tp_all_reduce_ms * shape.pp, comm.pp_p2p_ms * shape.pp, comm.ep_all_to_all_ms * shape.pp),
-                  bubble)
+    c = Comm(f * comm_mix.tp_all_reduce_ms + (1 - f) * comm.tp_all_reduce_ms,
+             f * comm_mix.pp_p2p_ms + (1 - f) * comm.pp_p2p_ms,
+             f * comm_mix.ep_all_to_all_ms + (1 - f) * comm.ep_all_to_all_ms)
+    return Timing(ttft, tpot, step, p.prefill_alone_s, throughput,
+                  Comm(c.tp_all_reduce_ms * shape.pp, c.pp_p2p_ms * shape.pp, c.ep_all_to_all_ms * shape.pp),
+                  bubble, batched_tokens)

@@ -1,4 +1,4 @@
-"""The stages joined: spec file -> plan document (and, for compile, rendered files)."""
+"""The stages joined: spec file -> plan (and, for compile, rendered files)."""
 
 from __future__ import annotations
 
@@ -13,29 +13,36 @@ from parc.solver import solve
 def make_plan(path: str | Path, top: int = 5) -> dict[str, Any]:
     """Load, validate, resolve and solve the spec at ``path``; return plan.json as a dict."""
     res = load_and_resolve(path)
-    result = solve(res, top=top)
-    return plan_stage.build(res, result)
+    return plan_stage.build(res, solve(res, top=top)).document
+
+
+def check_launch(plan: plan_stage.Plan) -> None:
+    """Every engine argv parc emits must be valid for the pinned release's flag table (a bug
+    otherwise). The user's extraArgs at the end are checked too, at validation."""
+    from parc.engines import flags
+
+    for pg in plan.groups:
+        rel = flags.release(pg.engine, plan.version)
+        for p in pg.processes:
+            argv = list(p.argv)
+            while argv and tuple(argv[: len(rel.command)]) != rel.command and argv[0] != "ray":
+                argv = argv[1:]  # launcher wrappers (trtllm-llmapi-launch)
+            if not argv or argv[0] == "ray":
+                continue
+            bad = flags.check_argv(pg.engine, plan.version, argv, len(pg.job.extra_args))
+            if bad:
+                raise AssertionError(f"parc emitted an argv its {pg.engine} flag table rejects: {bad}")
 
 
 def compile_spec(path: str | Path, targets: tuple[str, ...] | None = None, top: int = 5) -> tuple[str, list[Any]]:
     """Load .. render one spec: (metadata.name, artifacts). ``targets`` overrides the spec's."""
-    from parc.engines import flags
     from parc.targets import Inputs, build
 
     res = load_and_resolve(path)
-    result = solve(res, top=top)
-    doc = plan_stage.build(res, result)
-    # the argv parc emits must be valid for the pinned engine release (a bug otherwise)
-    extra = len(res.spec.engine.extra_args)
-    for entry in doc["launch"]:
-        if entry["argv"][0] == "ray":
-            continue
-        argv = entry["argv"][1:] if entry["argv"][0] == "trtllm-llmapi-launch" else entry["argv"]
-        bad = flags.check_argv(doc["engine"], res.spec.engine.version, argv, extra)
-        if bad:
-            raise AssertionError(f"parc emitted an argv its {doc['engine']} flag table rejects: {bad}")
+    plan = plan_stage.build(res, solve(res, top=top))
+    check_launch(plan)
     chosen = targets or res.targets
-    return res.spec.metadata.name, build(Inputs(res, result, doc), tuple(chosen))
+    return res.spec.metadata.name, build(Inputs(res, plan), tuple(chosen))
 
 
 def compile_many(paths: list[Path], targets: tuple[str, ...] | None = None) -> list[Any]:

@@ -1,4 +1,8 @@
-"""Stage 5, plan: the solver's Result -> the plan.json document (DESIGN.md: plan.json).
+"""Stage 5, plan: the solver's Result -> a typed, frozen :class:`Plan` (what the targets
+render) whose serialisation is plan.json (DESIGN.md: plan.json).
+
+The plan asks each group's engine for the processes of a replica (exact argv and
+environment) and its config files, from a typed :class:`parc.engines.Job`.
 
 Numbers are rounded here (ms to 3 decimals, GiB to 3, tokens/s to 1) so the document is
 byte-identical across machines whatever the last bits of floating point arithmetic.
@@ -6,13 +10,58 @@ byte-identical across machines whatever the last bits of floating point arithmet
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from parc import __version__
 from parc import costmodel as cm
-from parc.engines.argv import launch_entries
-from parc.resolve import Resolved
-from parc.solver import Group, Rejection, Result, Solution
+from parc import engines
+from parc.engines import ConfigFile, Job, Process, flags
+from parc.resolve import Resolved, ResolvedPool
+from parc.solver import Group, Rejection, Result, Settings, Solution
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    """One pool's share of the chosen placement, with everything the targets need."""
+
+    index: int
+    stem: str  # file and object name of the group
+    pool: ResolvedPool
+    engine: str
+    shape: cm.Shape
+    replicas: int
+    nodes_per_replica: int
+    gpus_per_node: int  # GPUs of one replica on each of its nodes
+    launcher: str  # single | ray | mpi | dp (how a replica starts)
+    settings: Settings
+    weights_gib_per_gpu: float
+    job: Job
+    processes: tuple[Process, ...]
+    files: tuple[ConfigFile, ...]
+
+    def process(self, role: str) -> Process:
+        return next(p for p in self.processes if p.role == role)
+
+    @property
+    def main(self) -> Process:
+        """The process that serves the API (server, or the head of a multi-node replica)."""
+        return self.processes[0]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chosen plan, typed; :meth:`document` is plan.json."""
+
+    name: str
+    engine: str
+    version: str | None
+    groups: tuple[PlanGroup, ...]
+    document: dict[str, Any]
+
+    @property
+    def launch(self) -> list[dict[str, Any]]:
+        return list(self.document["launch"])
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -48,11 +97,14 @@ def settings(g: Group, res: Resolved) -> dict[str, Any]:
         "maxNumBatchedTokens": s.max_num_batched_tokens,
         "gpuMemoryUtilization": s.gpu_memory_utilization,
         "kvCacheDtype": s.kv_cache_dtype,
+        "kvCacheFreeMemoryFraction": s.kv_cache_fraction,
+        "maxNumSeqsPerReplica": s.seqs_per_replica,
+        "perDataParallelRank": g.cand.shape.dpa > 1,
     }
 
 
 def _memory(g: Group) -> dict[str, float]:
-    m = g.cand.memory
+    m = g.chunk.memory
     kv = max(m.kv_cache, 0.0)
     used = m.weights + kv + m.activations + m.overhead
     return {
@@ -73,7 +125,7 @@ def predicted(sol: Solution) -> dict[str, Any]:
         "ttftMs": _r(sol.ttft_s * 1e3),
         "tpotMs": _r(sol.tpot_s * 1e3),
         "throughputTokensPerSecond": _r(sol.throughput, 1),
-        "maxConcurrencyPerReplica": min(g.cand.max_load for g in sol.groups),
+        "maxConcurrencyPerReplica": min(g.chunk.max_load for g in sol.groups),
         "memoryPerGpuGiB": _memory(g0),
         "communication": _comm(g0),
         "groups": [
@@ -83,7 +135,7 @@ def predicted(sol: Solution) -> dict[str, Any]:
                 "ttftMs": _r(g.timing.ttft_s * 1e3),
                 "tpotMs": _r(g.timing.tpot_s * 1e3),
                 "throughputTokensPerSecond": _r(g.replicas * g.timing.throughput, 1),
-                "maxConcurrencyPerReplica": g.cand.max_load,
+                "maxConcurrencyPerReplica": g.chunk.max_load,
                 "pipelineBubble": _r(g.timing.bubble),
                 "memoryPerGpuGiB": _memory(g),
                 "communication": _comm(g),
@@ -120,9 +172,18 @@ def _rejected(r: Rejection) -> dict[str, Any]:
     }
 
 
-def notes(sol: Solution, res: Resolved) -> list[str]:
-    """Sentences that explain choices a reader would question (TP over PCIe, PP, EP)."""
+def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> list[str]:
+    """Sentences that explain choices a reader would question (TP over PCIe, PP, EP, the
+    chunk budget, engine-specific settings)."""
     out = []
+    for pg in groups:
+        out += [f"{pg.pool.name}: {n}" for n in engines.get(pg.engine).notes(pg.job)]
+        st = pg.settings
+        out.append(f"{pg.pool.name}: prefill chunk budget max-num-batched-tokens {st.max_num_batched_tokens} per "
+                   f"rank, chosen by the cost model (larger chunks cut TTFT, smaller ones keep decode steps "
+                   f"memory-bound); max-num-seqs {st.max_num_seqs} "
+                   + (f"per data-parallel rank ({st.seqs_per_replica} per replica)" if pg.shape.dpa > 1
+                      else "per replica"))
     for g in sol.groups:
         c, s = g.cand, g.cand.shape
         lk = cm.link(c.pool, s.tp, c.ctx.factors)
@@ -144,16 +205,73 @@ def notes(sol: Solution, res: Resolved) -> list[str]:
     return out
 
 
-def build(res: Resolved, result: Result) -> dict[str, Any]:
-    """The plan.json document."""
+def fabric_env(pool: ResolvedPool, multi_node: bool, gpus: int) -> dict[str, str]:
+    """NCCL / Gloo settings by topology and the pool's fabric fields."""
+    out: dict[str, str] = {}
+    if multi_node:
+        out["NCCL_IB_DISABLE"] = "1" if pool.inter_node == "ethernet" else "0"
+        out.update(dict(pool.fabric_env))
+    if pool.intra_node == "pcie" and gpus > 1:
+        out["NCCL_P2P_LEVEL"] = "SYS"  # allow P2P across the CPU sockets of PCIe-only boxes
+    return out
+
+
+def job(res: Resolved, g: Group) -> Job:
+    """The engine's view of one plan group (per-replica, per-rank settings)."""
+    c, s = g.cand, g.cand.shape
+    st = g.settings(res.max_context_length)
+    spec = res.spec
+    mode = engines.capabilities()[c.engine].support(res.checkpoint.format, c.pool.gpu.architecture)
+    return Job(
+        model_id=spec.model.id, port=spec.deploy.port, version=spec.engine.version,
+        extra_args=tuple(spec.engine.extra_args), checkpoint=res.checkpoint, kv_cache_dtype=res.kv_precision,
+        tp=s.tp, pp=s.pp, ep=s.ep, dpa=s.dpa, nodes=c.nodes_per_replica,
+        gpus_per_node=min(c.pool.gpus_per_node, s.gpus), vendor=c.pool.gpu.vendor,
+        gpu_architecture=c.pool.gpu.architecture, inter_node=c.pool.inter_node,
+        fabric_env=tuple(sorted(fabric_env(c.pool, c.nodes_per_replica > 1, s.gpus).items())),
+        max_num_seqs=st.max_num_seqs, max_model_len=st.max_model_len,
+        max_num_batched_tokens=st.max_num_batched_tokens, gpu_memory_utilization=st.gpu_memory_utilization,
+        kv_cache_fraction=st.kv_cache_fraction, cuda_graph_max_batch=min(st.max_num_seqs, 1024),
+        weight_only=mode == "weight-only")
+
+
+def plan_groups(res: Resolved, sol: Solution) -> tuple[PlanGroup, ...]:
+    name = res.spec.metadata.name
+    out = []
+    for i, g in enumerate(sol.groups):
+        j = job(res, g)
+        eng = engines.get(g.cand.engine)
+        out.append(PlanGroup(
+            index=i, stem=name if len(sol.groups) == 1 else f"{name}-{g.cand.pool.name}", pool=g.cand.pool,
+            engine=g.cand.engine, shape=g.cand.shape, replicas=g.replicas, nodes_per_replica=g.cand.nodes_per_replica,
+            gpus_per_node=j.gpus_per_node, launcher=eng.launcher(j), settings=g.settings(res.max_context_length),
+            weights_gib_per_gpu=g.chunk.memory.weights / cm.GIB, job=j, processes=eng.processes(j),
+            files=eng.config_files(j)))
+    return tuple(out)
+
+
+def launch_entries(groups: tuple[PlanGroup, ...]) -> list[dict[str, Any]]:
+    """plan.json ``launch``: one entry per (group, role)."""
+    return [{"group": pg.index, "role": p.role, "argv": list(p.argv), "env": dict(p.env)}
+            for pg in groups for p in pg.processes]
+
+
+def build(res: Resolved, result: Result) -> Plan:
+    """The typed plan; its ``document`` is plan.json."""
     best = result.best
     engine = best.engine
-    return {
+    groups = plan_groups(res, best)
+    doc = {
         "apiVersion": "parc.dev/v1alpha1",
         "kind": "Plan",
         "metadata": {"name": res.spec.metadata.name, "specSha256": res.spec_sha256, "parcVersion": __version__},
         "engine": engine,
-        "model": {"id": res.spec.model.id, "architecture": res.model.key, "precision": res.spec.model.precision},
+        "engineVersion": flags.release(engine, res.spec.engine.version).version,
+        "model": {"id": res.spec.model.id, "architecture": res.model.key, "precision": res.checkpoint.precision,
+                  "checkpoint": {"format": res.checkpoint.format, "quantMethod": res.checkpoint.quant_method,
+                                 "weightBlockSize": list(res.checkpoint.block),
+                                 "groupSize": res.checkpoint.group_size, "source": res.checkpoint.source},
+                  "kvCachePrecision": res.kv_precision},
         "placement": placement(best),
         "engineSettings": settings(best.groups[0], res),
         "groupEngineSettings": [settings(g, res) for g in best.groups],
@@ -161,15 +279,16 @@ def build(res: Resolved, result: Result) -> dict[str, Any]:
         "meetsSlo": best.meets_slo,
         "objective": result.objective,
         "calibration": calibration(res, best),
-        "notes": notes(best, res),
+        "notes": notes(best, res, groups),
         "alternatives": [
             {"engine": a.engine, "placement": placement(a), "predicted": predicted(a), "score": score(a, result.objective),
              "meetsSlo": a.meets_slo}
             for a in result.alternatives
         ],
         "rejected": [_rejected(r) for r in sorted(result.rejections, key=_rej_key)],
-        "launch": launch_entries(res, best),
+        "launch": launch_entries(groups),
     }
+    return Plan(res.spec.metadata.name, engine, res.spec.engine.version, groups, doc)
 
 
 def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
@@ -197,4 +316,4 @@ def _rej_key(r: Rejection) -> tuple[Any, ...]:
     return (r.kind, r.engine, r.pool, r.shape)
 
 
-__all__ = ["build", "placement", "predicted", "score", "notes", "calibration"]
+__all__ = ["Plan", "PlanGroup", "build", "placement", "predicted", "score", "notes", "calibration"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from parc import catalog
-from parc.catalog import GpuSpec, ModelArch
+from parc.catalog import Checkpoint, GpuSpec, ModelArch
 from parc.engines import capabilities
 from parc.errors import Problem, SpecError
 from parc.loader import Document, load_file
@@ -36,6 +36,7 @@ class ResolvedPool:
     inter_node: str  # infiniband | roce | ethernet | none
     inter_node_gbps: float  # per GPU, Gbit/s
     scheduler: str
+    fabric_env: tuple[tuple[str, str], ...] = ()  # NCCL/Gloo interface settings for multi-node replicas
 
     @property
     def gpus(self) -> int:
@@ -60,6 +61,8 @@ class Resolved:
     pools: tuple[ResolvedPool, ...]
     max_context_length: int
     targets: tuple[str, ...]
+    checkpoint: Checkpoint  # the weights as served (online FP8: quant_method "online-fp8")
+    kv_precision: str  # auto | fp8, the checkpoint's default applied
     calibration: dict[str, Any] | None = None  # None: the built-in fit
     calibration_source: str = "built-in"
 
@@ -73,8 +76,11 @@ def resolve(doc: Document) -> Resolved:
     """Validate ``doc`` and resolve it. Raises SpecError with every problem found."""
     spec, sec, problems = validate_sections(doc)
     arch: ModelArch | None = None
+    ckpt: Checkpoint | None = None
     if "model" in sec:
-        arch = _resolve_model(sec["model"], doc, problems)
+        arch, shipped = _resolve_model(sec["model"], doc, problems)
+        if arch is not None:
+            ckpt = _resolve_checkpoint(sec["model"], arch, shipped, doc, problems)
     if arch is not None and "model" in sec:
         _check_context(sec["model"], sec.get("workload"), arch, doc, problems)
     pools: tuple[ResolvedPool, ...] = ()
@@ -88,7 +94,7 @@ def resolve(doc: Document) -> Resolved:
                                     f"required when slo.objective is {sec['slo'].objective}: "
                                     "set the concurrent requests to plan for, or use objective: throughput"))
     if "engine" in sec and "model" in sec:
-        _check_engine(sec["engine"], sec["model"], pools, doc, problems)
+        _check_engine(sec["engine"], sec["model"], ckpt, pools, doc, problems)
     _check_pool_names(doc, problems)
     targets: tuple[str, ...] = ()
     whole = spec if spec is not None else sec.get("_spec")
@@ -100,10 +106,13 @@ def resolve(doc: Document) -> Resolved:
     whole_cal = whole.calibration if whole is not None else None
     if whole_cal is not None:
         cal, cal_source = _load_calibration(whole_cal, doc, problems)
-    if problems or spec is None or arch is None:
+    if problems or spec is None or arch is None or ckpt is None:
         raise SpecError(problems)
     ctx = spec.model.max_context_length or _default_context(spec, arch)
-    return Resolved(spec, doc.file, spec_digest(spec), arch, pools, ctx, targets, cal, cal_source)
+    kv = spec.model.kv_cache_precision
+    if kv == "auto" and ckpt.kv_cache == "fp8":
+        kv = "fp8"
+    return Resolved(spec, doc.file, spec_digest(spec), arch, pools, ctx, targets, ckpt, kv, cal, cal_source)
 
 
 def _load_calibration(ref: str, doc: Document, problems: list[Problem]) -> tuple[dict[str, Any] | None, str]:
@@ -125,19 +134,23 @@ def spec_digest(spec: ServingSpec) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def _resolve_model(model: Any, doc: Document, problems: list[Problem]) -> ModelArch | None:
-    from parc.catalog.hfconfig import ConfigError, read_config
+def _resolve_model(model: Any, doc: Document, problems: list[Problem]) -> tuple[ModelArch | None, Checkpoint | None]:
+    """The architecture, and the checkpoint format when the config.json or the checkpoint
+    catalog says what the weights ship as."""
+    from parc.catalog.hfconfig import ConfigError, load
 
     if model.config_path is not None:
         path = Path(model.config_path)
         if not path.is_absolute():
             path = doc.base_dir / path
         try:
-            return read_config(path)
+            arch, quant = load(path)
         except ConfigError as exc:
             problems.append(Problem(doc.locate(("model", "configPath")), "model.configPath", str(exc)))
-            return None
+            return None, None
+        return arch, (catalog.Checkpoint(model.id, arch.key, *quant) if quant else None)
     models = catalog.models()
+    shipped = catalog.checkpoint_for(model.id)
     if model.architecture is not None:
         arch = models.get(model.architecture)
         if arch is None:
@@ -145,7 +158,9 @@ def _resolve_model(model: Any, doc: Document, problems: list[Problem]) -> ModelA
             hint = f"did you mean {close[0]!r}?" if close else "see `parc catalog models`"
             problems.append(Problem(doc.locate(("model", "architecture")), "model.architecture",
                                     f"unknown architecture {model.architecture!r}; {hint}"))
-        return arch
+        return arch, shipped
+    if shipped is not None:
+        return models.get(shipped.architecture), shipped
     arch = catalog.model_for_id(model.id)
     if arch is None:
         close = models.suggest(model.id.split("/")[-1])
@@ -153,7 +168,29 @@ def _resolve_model(model: Any, doc: Document, problems: list[Problem]) -> ModelA
         problems.append(Problem(doc.locate(("model", "id")), "model.id",
                                 f"cannot infer the architecture of {model.id!r}; set model.architecture to a "
                                 f"catalog key{hint} or model.configPath to its config.json"))
-    return arch
+    return arch, None
+
+
+def _resolve_checkpoint(model: Any, arch: ModelArch, shipped: Checkpoint | None, doc: Document,
+                        problems: list[Problem]) -> Checkpoint | None:
+    """The weights as served. model.precision defaults to the checkpoint's; fp8 on a 16-bit
+    checkpoint is FP8 quantized at load; any other mismatch is an error (parc does not quantize)."""
+    want = model.precision
+    if shipped is None:
+        prec = want or ("fp16" if arch.torch_dtype == "float16" else "bf16")
+        return catalog.assumed_checkpoint(model.id, arch.key, prec, "model.precision (the checkpoint is not in "
+                                          "parc's catalog and no configPath gives its quantization_config)")
+    if want is None or want == shipped.precision:
+        return shipped
+    if shipped.format in ("bf16", "fp16") and want == "fp8":
+        return Checkpoint(shipped.repo_id, shipped.architecture, "fp8", "fp8", "online-fp8", (), 0, "all",
+                          shipped.kv_cache, shipped.source)
+    where = "its config.json" if model.config_path is not None else "parc's checkpoint catalog"
+    problems.append(Problem(doc.locate(("model", "precision")), "model.precision",
+                            f"{model.id} ships {shipped.format} weights ({shipped.precision}, per {where}); it "
+                            f"cannot be served as {want}: remove model.precision, or set model.id to a {want} "
+                            "checkpoint"))
+    return None
 
 
 def _default_context(spec: ServingSpec, arch: ModelArch) -> int:
@@ -194,8 +231,11 @@ def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tupl
             problems.append(Problem(doc.locate(where + ("interNodeGbps",)), f"cluster.pools[{i}].interNodeGbps",
                                     "set interNode (infiniband, roce or ethernet) when giving interNodeGbps"))
         gbps = pool.inter_node_gbps or (fabric.get(inter, 0.0) if inter != "none" else 0.0)
+        env = tuple((k, v) for k, v in (("GLOO_SOCKET_IFNAME", pool.gloo_socket_ifname),
+                                        ("NCCL_IB_HCA", pool.nccl_ib_hca),
+                                        ("NCCL_SOCKET_IFNAME", pool.nccl_socket_ifname)) if v)
         out.append(ResolvedPool(i, pool.name, gpu, pool.nodes, pool.gpus_per_node, intra, domain, inter,
-                                float(gbps), pool.scheduler))
+                                float(gbps), pool.scheduler, env))
     return tuple(out)
 
 
@@ -238,7 +278,7 @@ def _need_schedulers(targets: list[Any], schedulers: set[Any], doc: Document, pr
                                     "or remove the target"))
 
 
-def _check_engine(engine: Any, model: Any, pools: tuple[ResolvedPool, ...], doc: Document,
+def _check_engine(engine: Any, model: Any, ckpt: Checkpoint | None, pools: tuple[ResolvedPool, ...], doc: Document,
                   problems: list[Problem]) -> None:
     if engine.name == "auto":
         if engine.version is not None:
@@ -253,10 +293,16 @@ def _check_engine(engine: Any, model: Any, pools: tuple[ResolvedPool, ...], doc:
                                 f"parc has no flag table for {engine.name} {engine.version}; known: "
                                 f"{', '.join(known)} (default {flags.default_version(engine.name)})"))
     cap = capabilities()[engine.name]
-    if model.precision not in cap.precisions:
+    if ckpt is not None and not cap.formats.get(ckpt.format):
+        runs = ", ".join(f for f, archs in cap.formats.items() if archs)
+        problems.append(Problem(doc.locate(("model", "precision") if model.precision else ("model", "id")),
+                                "model.precision" if model.precision else "model.id",
+                                f"{cap.display} does not run {ckpt.format} ({ckpt.precision}) checkpoints on any GPU "
+                                f"(it runs {runs}); change the precision, the checkpoint or engine.name"))
+    elif ckpt is not None and ckpt.quant_method == "online-fp8" and not cap.online_fp8:
         problems.append(Problem(doc.locate(("model", "precision")), "model.precision",
-                                f"{cap.display} does not serve {model.precision} weights (it serves "
-                                f"{', '.join(cap.precisions)}); change the precision or engine.name"))
+                                f"{cap.display} does not quantize a 16-bit checkpoint to FP8 at load; set model.id "
+                                "to an FP8 checkpoint, remove model.precision, or change engine.name"))
     if model.kv_cache_precision not in cap.kv_cache:
         problems.append(Problem(doc.locate(("model", "kvCachePrecision")), "model.kvCachePrecision",
                                 f"{cap.display} has no {model.kv_cache_precision} KV cache"))

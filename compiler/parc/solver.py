@@ -21,24 +21,42 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from parc import catalog
 from parc import costmodel as cm
 from parc.catalog import ModelArch, shapes
-from parc.engines import Capabilities, capabilities
+from parc.engines import Capabilities, capabilities, rules
 from parc.errors import InfeasibleError
 from parc.resolve import Resolved, ResolvedPool
 
 UTILIZATIONS = (0.90, 0.92, 0.95)
+#: Prefill chunk budgets (max_num_batched_tokens per rank) the solver chooses from: the engines'
+#: recipes use 2,048 (TensorRT-LLM Llama guide) to 32,768 (vLLM DeepSeek guide).
+CHUNKS = (2048, 4096, 8192, 16384, 32768)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Engine settings chosen for a group (plan.json ``engineSettings``)."""
+    """Engine settings chosen for a group (plan.json ``engineSettings``), per engine instance as
+    the engines define them: ``max_num_seqs`` and ``max_num_batched_tokens`` per data-parallel
+    rank; ``kv_cache_fraction`` the share of the memory free after weights and activations that
+    the KV cache takes (TensorRT-LLM's meaning)."""
 
     max_num_seqs: int
     max_model_len: int
     max_num_batched_tokens: int
     gpu_memory_utilization: float
     kv_cache_dtype: str
+    kv_cache_fraction: float
+    seqs_per_replica: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One prefill chunk budget of a candidate, with the memory and load it allows."""
+
+    tokens: int
+    max_load: int  # sequences of mean length a replica holds with this budget's activations
+    memory: cm.Memory
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,11 +69,15 @@ class Candidate:
     shape: cm.Shape
     nodes_per_replica: int
     max_replicas: int
-    max_load: int  # sequences of mean length one replica can hold
+    max_load: int  # sequences of mean length one replica can hold (the smallest chunk budget)
     memory: cm.Memory
     utilization: float
-    batched_tokens: int
+    chunks: tuple[Chunk, ...]
+    launcher: str  # single | ray | mpi | dp
     ctx: cm.Context = field(compare=False, repr=False)
+
+    def chunk(self, tokens: int) -> Chunk:
+        return next(c for c in self.chunks if c.tokens == tokens)
 
     @property
     def label(self) -> str:
@@ -87,12 +109,24 @@ class Group:
     def gpus(self) -> int:
         return self.replicas * self.cand.shape.gpus
 
+    @property
+    def chunk(self) -> Chunk:
+        return self.cand.chunk(self.timing.batched_tokens)
+
     def settings(self, max_model_len: int) -> Settings:
+        ch = self.chunk
         seqs = max(1, math.ceil(self.load))
         # headroom for bursts where the cache allows: 25% over the planned load
-        seqs = min(max(seqs, math.ceil(seqs * 1.25)), max(self.cand.max_load, seqs))
-        return Settings(seqs, max_model_len, self.cand.batched_tokens, self.cand.utilization,
-                        self.cand.ctx.kv_precision)
+        seqs = min(max(seqs, math.ceil(seqs * 1.25)), max(ch.max_load, seqs))
+        dpa = self.cand.shape.dpa
+        per_rank = max(1, math.ceil(seqs / dpa))  # every data-parallel rank runs its own scheduler
+        m = ch.memory
+        free = m.capacity - m.weights - m.activations - m.overhead
+        fraction = max(0.01, math.floor(max(m.kv_cache, 0.0) / free * 100) / 100) if free > 0 else 0.01
+        # the chunk budget holds one decode token of every running sequence (engine rule)
+        batched = max(ch.tokens, per_rank)
+        return Settings(per_rank, max_model_len, batched, self.cand.utilization, self.cand.ctx.kv_precision,
+                        fraction, per_rank * dpa)
 
 
 @dataclass(frozen=True)
@@ -155,14 +189,6 @@ def _powers_and_divisors(limit: int, n: int) -> list[int]:
     return sorted(out)
 
 
-def _batched_tokens(input_tokens: int) -> int:
-    """Chunk size for chunked prefill: the prompt in one chunk where it fits, 2048..16384."""
-    p = 2048
-    while p < input_tokens and p < 16384:
-        p *= 2
-    return p
-
-
 def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection]]:
     """Every shape on every pool for every allowed engine, split into candidates that fit
     and rejections with reasons."""
@@ -176,7 +202,7 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
     rejs: list[Rejection] = []
     for engine in engines:
         cap = caps[engine]
-        if spec.model.precision not in cap.precisions or spec.model.kv_cache_precision not in cap.kv_cache:
+        if res.kv_precision not in cap.kv_cache:
             continue  # validation reports this when the engine is forced; auto skips it
         for pool in res.pools:
             if pool.gpu.vendor not in cap.vendors:
@@ -184,8 +210,9 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
                                       f"{cap.display} does not run on {pool.gpu.vendor.upper()} GPUs ({pool.gpu.key})"))
                 continue
             f = cm.factors(pool.gpu, engine, res.calibration)
-            ctx = cm.Context(arch, pool, spec.model.precision, spec.model.kv_cache_precision, engine,
-                             cap.weight_only_fallback, f, spec.workload.input_tokens, spec.workload.output_tokens)
+            mode = cap.support(res.checkpoint.format, pool.gpu.architecture)
+            ctx = cm.Context(arch, pool, res.checkpoint, res.kv_precision, engine, mode == "weight-only", f,
+                             spec.workload.input_tokens, spec.workload.output_tokens)
             for shape in _shapes(arch, pool, allow, cons.max_gpus):
                 c = _check(res, ctx, cap, shape, allow["replicas"], cons.max_gpus)
                 if isinstance(c, Candidate):
@@ -203,13 +230,17 @@ def _shapes(arch: ModelArch, pool: ResolvedPool, allow: dict[str, set[int] | Non
         tps = sorted(set(tps) | allow["tp"])
     dpas = [1]
     if arch.is_moe:
+        # attention-DP ranks within a node, or whole nodes of them (multi-node data parallelism)
         dpas = _powers_and_divisors(pool.tp_domain, pool.gpus_per_node)
+        dpas += [n * pool.gpus_per_node for n in (2, 4, 8) if n <= pool.nodes]
     if allow["dp_attention"] is not None:
         dpas = sorted(allow["dp_attention"])
     for tp in tps:
         if allow["tp"] is not None and tp not in allow["tp"]:
             continue
         for dpa in dpas:
+            if tp * dpa > limit:
+                continue
             eps = [1] if not arch.is_moe else sorted({1, tp * dpa})
             if allow["ep"] is not None:
                 eps = sorted(allow["ep"])
@@ -225,13 +256,16 @@ def _shapes(arch: ModelArch, pool: ResolvedPool, allow: dict[str, set[int] | Non
                     yield cm.Shape(tp, pp, ep, dpa)
 
 
+_INT4 = catalog.assumed_checkpoint("", "", "int4", "")
+
+
 def _max_pp(arch: ModelArch, pool: ResolvedPool, tp: int, dpa: int) -> int:
     """Deepest pipeline worth trying: twice the stages the weights need to fit (at least
     4), at most 32 and the layer count. Deeper pipelines only add bubbles and sends; the
     bound keeps a 4,096-GPU search to thousands of shapes, not tens of thousands."""
     usable = pool.gpu.memory_bytes * UTILIZATIONS[-1]
     need = 1
-    while need < arch.num_hidden_layers and cm.weight_bytes_per_gpu(arch, cm.Shape(tp, need, 1, dpa), "int4") > usable:
+    while need < arch.num_hidden_layers and cm.weight_bytes_per_gpu(arch, cm.Shape(tp, need, 1, dpa), _INT4) > usable:
         need += 1
     return min(arch.num_hidden_layers, 32, max(4, 2 * need))
 
@@ -244,75 +278,75 @@ def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
     def rej(kind: str, reason: str) -> Rejection:
         return Rejection(engine, pool.name, shape, kind, reason)
 
-    heads, kvh = arch.num_attention_heads, arch.num_key_value_heads
-    if heads % tp:
-        return rej("divisibility", f"tp={tp} does not divide the {heads} attention heads of {arch.key}")
-    if not arch.is_mla and kvh % tp and tp % kvh:
-        return rej("divisibility", f"tp={tp} neither divides nor is a multiple of the {kvh} KV heads of {arch.key}")
     if pp > arch.num_hidden_layers:
         return rej("divisibility", f"pp={pp} is more than the {arch.num_hidden_layers} layers of {arch.key}")
     if arch.is_moe:
+        guide = cap.rules.get("moe-dp-uses-ep")
+        if guide is not None and dpa > 1 and ep == 1 and (res.spec.constraints.ep is None or 1 not in (
+                [res.spec.constraints.ep] if isinstance(res.spec.constraints.ep, int) else res.spec.constraints.ep)):
+            return rej("guide", f"dpAttention={dpa} without expert parallelism: {cap.display}'s guides run data-parallel "
+                                f"attention on MoE models with ep = tp x dpAttention = {tp * dpa} (allow it with "
+                                f"constraints.ep: 1) [rule moe-dp-uses-ep: {guide.source}]")
         if ep > tp * dpa or (tp * dpa) % ep:
             return rej("divisibility", f"ep={ep} does not fit the tp x dpAttention = {tp * dpa} GPUs of a stage")
-        if arch.num_experts % ep:
-            return rej("divisibility", f"ep={ep} does not divide the {arch.num_experts} experts of {arch.key}")
         if ep not in (1, tp * dpa):
             return rej("engine", f"{cap.display} spreads experts over all tp x dpAttention = {tp * dpa} GPUs "
-                                 f"of a stage (ep={tp * dpa}) or none (ep=1), not ep={ep}")
+                                 f"of a stage (ep={tp * dpa}) or none (ep=1), not ep={ep} "
+                                 f"[rule ep-spans-stage: {cap.rules['ep-spans-stage'].source}]")
     elif ep != 1 or dpa != 1:
         return rej("divisibility", f"{arch.key} is dense: ep and dpAttention must be 1")
-    if tp > pool.tp_domain:
-        where = "NVLink domain" if pool.tp_domain > pool.gpus_per_node else "node"
-        return rej("topology", f"a TP group of {tp} would cross the {where} boundary: {pool.name} has "
-                               f"{pool.tp_domain} GPUs per {where}")
-    if dpa * tp > pool.tp_domain:
-        return rej("topology", f"tp x dpAttention = {tp * dpa} GPUs would cross the node boundary of {pool.name} "
-                               f"({pool.gpus_per_node} GPUs per node)")
-    g = shape.gpus
-    if g > pool.gpus:
-        return rej("capacity", f"needs {g} GPUs per replica; {pool.name} has {pool.gpus}")
-    if max_gpus is not None and g > max_gpus:
-        return rej("constraints", f"needs {g} GPUs per replica; constraints.maxGpus is {max_gpus}")
-    if g > pool.gpus_per_node and g > pool.tp_domain:
-        if g % pool.gpus_per_node:
-            return rej("topology", f"{g} GPUs per replica is not a whole number of {pool.gpus_per_node}-GPU nodes")
-        if pool.inter_node == "none":
-            return rej("topology", f"a replica of {g} GPUs spans {g // pool.gpus_per_node} nodes but {pool.name} "
-                                   "has no inter-node fabric (set cluster.pools[].interNode)")
-        if not cap.multi_node:
-            return rej("engine", f"{cap.display} cannot run one replica across nodes ({g} GPUs > "
-                                 f"{pool.gpus_per_node} per node)")
-    nodes_per_replica = max(1, math.ceil(g / pool.gpus_per_node))
     if pp > 1 and not cap.pipeline_parallel:
         return rej("engine", f"{cap.display} has no pipeline parallelism (pp={pp})")
     if ep > 1 and not cap.expert_parallel:
         return rej("engine", f"{cap.display} has no expert parallelism (ep={ep})")
     if dpa > 1 and not cap.dp_attention:
         return rej("engine", f"{cap.display} has no data-parallel attention (dpAttention={dpa})")
-    prec = ctx.precision
-    if prec in ("fp8", "fp4") and not cap.weight_only_fallback:
-        has = pool.gpu.tflops_fp8 if prec == "fp8" else pool.gpu.tflops_fp4
-        if not has:
-            return rej("precision", f"{pool.gpu.key} has no {prec.upper()} tensor cores and {cap.display} "
-                                    f"needs them for {prec} weights")
-    if prec == "fp4" and not pool.gpu.tflops_fp4 and pool.gpu.vendor != "nvidia":
-        return rej("precision", f"{pool.gpu.key} cannot serve fp4 weights")
-    # memory: weights and a full-context sequence must fit at the highest utilization
-    batched = max(_batched_tokens(ctx.input_tokens), 0)
+    broken = rules.check(cap, arch, ctx.checkpoint, shape, pool)
+    if broken is not None:
+        return rej(broken.kind, broken.sentence())
+    if tp > pool.tp_domain:
+        where = "NVLink domain" if pool.tp_domain > pool.gpus_per_node else "node"
+        return rej("topology", f"a TP group of {tp} would cross the {where} boundary: {pool.name} has "
+                               f"{pool.tp_domain} GPUs per {where}")
+    g = shape.gpus
+    if g > pool.gpus:
+        return rej("capacity", f"needs {g} GPUs per replica; {pool.name} has {pool.gpus}")
+    if max_gpus is not None and g > max_gpus:
+        return rej("constraints", f"needs {g} GPUs per replica; constraints.maxGpus is {max_gpus}")
+    launcher = "single"
+    if g > pool.gpus_per_node:
+        if g % pool.gpus_per_node:
+            return rej("topology", f"{g} GPUs per replica is not a whole number of {pool.gpus_per_node}-GPU nodes")
+        if pool.inter_node == "none":
+            return rej("topology", f"a replica of {g} GPUs spans {g // pool.gpus_per_node} nodes but {pool.name} "
+                                   "has no inter-node fabric (set cluster.pools[].interNode)")
+        form, why = rules.multi_node_form(cap, shape, pool)
+        if why is not None:
+            return rej(why.kind, why.sentence())
+        launcher = form or "single"
+    elif dpa * tp > pool.tp_domain:
+        return rej("topology", f"tp x dpAttention = {tp * dpa} GPUs would cross the node boundary of {pool.name} "
+                               f"({pool.gpus_per_node} GPUs per node)")
+    nodes_per_replica = max(1, math.ceil(g / pool.gpus_per_node))
     per_replica_max = pool.gpus // g
     if replicas_allowed is not None and not any(r <= per_replica_max for r in replicas_allowed):
         return rej("constraints", f"constraints.replicas {sorted(replicas_allowed)} leaves no room: {pool.name} "
                                   f"holds at most {per_replica_max} replica{'s' if per_replica_max != 1 else ''} of {g} GPUs")
+    # memory: weights and a full-context sequence must fit at the highest utilization, for
+    # at least the smallest prefill chunk budget; larger budgets take more activation memory
     mean = ctx.input_tokens + ctx.output_tokens / 2
     for util in UTILIZATIONS:
-        mem = cm.memory(arch, pool.gpu, shape, prec, ctx.factors, utilization=util,
-                        batched_tokens=batched, max_seqs=256)
-        full = cm.max_sequences(arch, shape, ctx.kv_precision, mem, res.max_context_length)
-        if full >= 1:
-            load = cm.max_sequences(arch, shape, ctx.kv_precision, mem, mean)
-            return Candidate(engine, pool, shape, nodes_per_replica, per_replica_max, load, mem, util, batched, ctx)
-    mem = cm.memory(arch, pool.gpu, shape, prec, ctx.factors, utilization=UTILIZATIONS[-1],
-                    batched_tokens=batched, max_seqs=256)
+        chunks = []
+        for tokens in CHUNKS:
+            mem = cm.memory(arch, pool.gpu, shape, ctx.checkpoint, ctx.factors, utilization=util,
+                            batched_tokens=tokens, max_seqs=256)
+            if cm.max_sequences(arch, shape, ctx.kv_precision, mem, res.max_context_length) >= 1:
+                chunks.append(Chunk(tokens, cm.max_sequences(arch, shape, ctx.kv_precision, mem, mean), mem))
+        if chunks:
+            return Candidate(engine, pool, shape, nodes_per_replica, per_replica_max, max(c.max_load for c in chunks),
+                             chunks[0].memory, util, tuple(chunks), launcher, ctx)
+    mem = cm.memory(arch, pool.gpu, shape, ctx.checkpoint, ctx.factors, utilization=UTILIZATIONS[-1],
+                    batched_tokens=CHUNKS[0], max_seqs=256)
     per_seq = shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, tp, pp, res.max_context_length)
     need = mem.weights + mem.activations + mem.overhead + per_seq
     return rej("memory", f"needs {need / cm.GIB:.1f} GiB per GPU ({mem.weights / cm.GIB:.1f} weights + "
@@ -333,23 +367,56 @@ class _Evaluator:
         slo = res.spec.slo
         self.ttft = slo.ttft_ms / 1e3 if slo.ttft_ms else None
         self.tpot = slo.tpot_ms / 1e3 if slo.tpot_ms else None
+        self.objective = slo.objective
         self.cache: dict[tuple[Candidate, float], cm.Timing] = {}
         self.max_ok: dict[Candidate, int] = {}
-        self.prepared: dict[Candidate, cm.Prepared] = {}
+        self.prepared: dict[tuple[Candidate, int], cm.Prepared] = {}
 
     def timing(self, c: Candidate, load: float) -> cm.Timing:
+        """Predictions at ``load`` with the prefill chunk budget that serves the objective
+        best there (among the budgets whose activations leave room for the load)."""
         k = (c, load)
         t = self.cache.get(k)
         if t is None:
-            prep = self.prepared.get(c)
-            if prep is None:
-                prep = self.prepared[c] = cm.prepare(c.ctx, c.shape, c.batched_tokens)
-            t = cm.predict_prepared(prep, load)
+            need = math.ceil(load)
+            opts = [ch for ch in c.chunks if ch.max_load >= need] or [c.chunks[0]]
+            t = self._pick([self._at(c, ch.tokens, load) for ch in opts])
             self.cache[k] = t
         return t
 
+    def _pick(self, options: list[cm.Timing]) -> cm.Timing:
+        """The chunk budget that serves the objective best at one load; a larger budget only
+        where it gains more than 1% (it costs activation memory)."""
+        best = min(options, key=self._chunk_key)
+        miss = self._chunk_key(best)[0]
+        for t in sorted(options, key=lambda t: t.batched_tokens):
+            if self._chunk_key(t)[0] != miss:
+                continue
+            if self.objective == "latency":
+                near = t.tpot_s <= best.tpot_s * 1.01 and t.ttft_s <= best.ttft_s * 1.01
+            else:
+                near = t.throughput >= best.throughput * 0.99
+            if near:
+                return t
+        return best  # pragma: no cover - best is near itself
+
+    def _at(self, c: Candidate, tokens: int, load: float) -> cm.Timing:
+        prep = self.prepared.get((c, tokens))
+        if prep is None:
+            prep = self.prepared[(c, tokens)] = cm.prepare(c.ctx, c.shape, tokens)
+        return cm.predict_prepared(prep, load)
+
+    def _chunk_key(self, t: cm.Timing) -> tuple[float, ...]:
+        """Order of chunk budgets at one load: those meeting the SLO first; then the
+        objective's number (TPOT then TTFT for latency, throughput otherwise); smaller budgets
+        (less activation memory) break ties."""
+        miss = (self.ttft is not None and t.ttft_s > self.ttft) or (self.tpot is not None and t.tpot_s > self.tpot)
+        if self.objective == "latency":
+            return (miss, round(t.tpot_s, 9), round(t.ttft_s, 9), t.batched_tokens)
+        return (miss, -round(t.throughput, 6), round(t.tpot_s, 9), t.batched_tokens)
+
     def fits(self, c: Candidate, load: float) -> bool:
-        return math.ceil(load) <= c.max_load
+        return math.ceil(load) <= c.max_load and math.isfinite(self.timing(c, load).ttft_s)
 
     def _meets(self, c: Candidate, load: float) -> bool:
         if not self.fits(c, load):
@@ -696,16 +763,17 @@ def _slo_reason(ev: _Evaluator, c: Candidate, t: cm.Timing) -> str:
 def _why_nothing_fits(res: Resolved, rejs: list[Rejection]) -> tuple[str, list[str]]:
     mem = [r for r in rejs if r.kind == "memory"]
     arch = res.model
-    prec = res.spec.model.precision
+    prec = res.checkpoint.precision
     total = shapes.total_params(arch)
-    wbytes = total * shapes.WEIGHT_BYTES[prec]
+    wbytes = cm.weight_bytes_per_gpu(arch, cm.Shape(1, 1, 1, 1), res.checkpoint)
     if mem:
         biggest = max(mem, key=lambda r: r.shape.gpus)
         pool = next(p for p in res.pools if p.name == biggest.pool)
         cap = pool.gpu.memory_bytes * UTILIZATIONS[-1]
         need_gpus = math.ceil(wbytes / cap)
         msg = (f"no placement fits: {arch.key} in {prec} needs ~{wbytes / 1e9:.0f} GB of weights "
-               f"({total / 1e9:.0f}B parameters x {shapes.WEIGHT_BYTES[prec]:g} bytes); the largest replica tried, "
+               f"({total / 1e9:.0f}B parameters at {wbytes / total:.3g} bytes each as {res.checkpoint.format}); "
+               "the largest replica tried, "
                f"{biggest.shape.gpus} x {pool.gpu.key} ({pool.gpu.memory_gb:g} GB each), "
                f"{biggest.reason.split(';')[0].replace('needs', 'needs')}")
         hint = (f"fix: use at least {need_gpus} GPUs of {pool.gpu.key} for one replica (more pools/nodes, "

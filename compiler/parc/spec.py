@@ -133,9 +133,14 @@ class ModelSpec(_Model):
         min_length=1,
         description="Path to a Hugging Face config.json, relative to the spec file; overrides the catalog shapes.",
     )
-    precision: Precision = Field(default="bf16", description="Weight precision. Default: bf16.")
+    precision: Precision | None = Field(
+        default=None,
+        description="Weight precision. Default: what the checkpoint ships (its quantization_config: "
+        "`parc catalog checkpoints`, or model.configPath), else bf16. fp8 on a 16-bit checkpoint means FP8 "
+        "quantized at load (engines that can); other differences from the checkpoint are errors.")
     kv_cache_precision: KvPrecision = Field(
-        default="auto", description="KV-cache precision: auto (same as activations, 16-bit) or fp8. Default: auto."
+        default="auto", description="KV-cache precision: auto (the checkpoint's: fp8 when it ships FP8 KV "
+        "scales, else 16-bit) or fp8. Default: auto."
     )
     max_context_length: PositiveInt | None = Field(
         default=None,
@@ -196,6 +201,18 @@ class Pool(_Model):
     scheduler: Literal["kubernetes", "slurm", "none"] = Field(
         default="none", description="What schedules this pool; decides the default targets. Default: none."
     )
+    nccl_socket_ifname: str | None = Field(
+        default=None, pattern=r"^[=^]?[A-Za-z0-9_.:-]+(,[=^]?[A-Za-z0-9_.:-]+)*$", max_length=256,
+        description="NCCL_SOCKET_IFNAME for multi-node replicas: the interface(s) NCCL bootstraps over (e.g. "
+        "eth0, ^lo,docker). Default: unset (NCCL picks).")
+    gloo_socket_ifname: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.:-]+(,[A-Za-z0-9_.:-]+)*$", max_length=256,
+        description="GLOO_SOCKET_IFNAME for multi-node replicas: the interface torch.distributed's Gloo uses "
+        "(vLLM's EP guide: the Ethernet interface on InfiniBand clusters). Default: unset.")
+    nccl_ib_hca: str | None = Field(
+        default=None, pattern=r"^[=^]?[A-Za-z0-9_.:-]+(,[=^]?[A-Za-z0-9_.:-]+)*$", max_length=512,
+        description="NCCL_IB_HCA for multi-node replicas: the InfiniBand/RoCE HCAs NCCL uses (e.g. mlx5). "
+        "Default: unset.")
 
     @field_validator("name")
     @classmethod
@@ -238,7 +255,7 @@ class Engine(_Model):
     name: EngineName = Field(default="auto", description="auto picks the best engine that can express the plan.")
     version: str | None = Field(
         default=None,
-        pattern=r"^[0-9]+(\.[0-9]+){0,3}([.-]?[A-Za-z0-9]+)*$",
+        pattern=r"^([0-9]+(\.[0-9]+){0,3}([.-]?[A-Za-z0-9]+)*|git-[0-9a-f]{7,40})$",
         max_length=32,
         description="Engine release whose flags parc emits. Default: a pinned recent release per engine.",
     )

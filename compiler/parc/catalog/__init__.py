@@ -57,6 +57,7 @@ class GpuSpec:
     k8s_resource: str = "nvidia.com/gpu"  # extended resource a pod requests
     k8s_product_label: str = ""  # node label key set by GPU feature discovery
     k8s_product_value: str = ""  # its value for this GPU ("" = do not select on it)
+    scaleup_link_gbs: float = 0.0  # per link and direction of a point-to-point mesh (xGMI); 0: switched (NVSwitch)
 
     @property
     def memory_bytes(self) -> float:
@@ -263,3 +264,80 @@ def builtin_calibration() -> dict[str, Any]:
     from parc.calibrate import load_calibration
 
     return load_calibration(path)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+#: Checkpoint formats and the spec precision each one is.
+FORMATS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8-block": "fp8", "mxfp4": "fp4", "nvfp4": "fp4",
+           "awq": "int4", "gptq": "int4", "int8": "int8"}
+#: The format a precision means when nothing says more (a repo parc does not know, no configPath).
+DEFAULT_FORMAT = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp4": "nvfp4", "int4": "awq", "int8": "int8"}
+#: Bits per stored weight, and bits of one scale (divided by the weights it covers).
+_WEIGHT_BITS = {"bf16": 16, "fp16": 16, "fp8": 8, "fp8-block": 8, "mxfp4": 4, "nvfp4": 4, "awq": 4, "gptq": 4,
+                "int8": 8}
+_SCALE_BITS = {"fp8-block": 32, "mxfp4": 8, "nvfp4": 8, "awq": 16, "gptq": 16}
+_DEFAULT_GROUP = {"mxfp4": 32, "nvfp4": 16, "awq": 128, "gptq": 128}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How a checkpoint stores its weights (``quantization_config`` of its config.json).
+
+    ``block`` is the weight_block_size (n, k) of block-quantized formats; ``group_size`` the
+    weights per scale of group formats; ``quantized`` which linear layers carry the format
+    (all | experts | mlp), the rest staying 16-bit."""
+
+    repo_id: str
+    architecture: str
+    format: str
+    precision: str
+    quant_method: str
+    block: tuple[int, ...]
+    group_size: int
+    quantized: str
+    kv_cache: str
+    source: str
+
+    @property
+    def bytes_per_weight(self) -> float:
+        """Bytes one quantized weight takes, its share of the scales included."""
+        bits = float(_WEIGHT_BITS[self.format])
+        if self.format == "fp8-block" and len(self.block) == 2:
+            bits += _SCALE_BITS[self.format] / (self.block[0] * self.block[1])
+        elif self.format in _SCALE_BITS:
+            bits += _SCALE_BITS[self.format] / (self.group_size or _DEFAULT_GROUP[self.format])
+        return bits / 8
+
+    def layer_bytes(self, kind: str) -> float:
+        """Bytes per weight of a linear layer of ``kind`` (attention | mlp | experts)."""
+        if self.quantized == "all" or (self.quantized == "mlp" and kind != "attention") or kind == "experts":
+            return self.bytes_per_weight
+        return 2.0
+
+
+def assumed_checkpoint(repo_id: str, architecture: str, precision: str, source: str) -> Checkpoint:
+    """A checkpoint parc knows nothing about beyond the spec's precision: the usual format of
+    that precision, every linear layer quantized (what quantization toolkits do by default)."""
+    fmt = DEFAULT_FORMAT[precision]
+    return Checkpoint(repo_id, architecture, fmt, precision, fmt if fmt not in ("bf16", "fp16") else "", (),
+                      _DEFAULT_GROUP.get(fmt, 0), "all", "auto", source)
+
+
+@functools.lru_cache(maxsize=None)
+def checkpoints() -> dict[str, Checkpoint]:
+    """The checkpoint catalog (``data/checkpoints.toml``), keyed by lower-case repo id."""
+    raw = _load_toml("checkpoints.toml")["checkpoints"]
+    out = {}
+    for repo, v in sorted(raw.items()):
+        if v["format"] not in FORMATS or FORMATS[v["format"]] != v["precision"]:
+            raise ValueError(f"checkpoint {repo!r}: format {v['format']!r} is not precision {v['precision']!r}")
+        out[repo.lower()] = Checkpoint(repo, v["architecture"], v["format"], v["precision"], v["quant_method"],
+                                       tuple(v["block"]), int(v["group_size"]), v["quantized"], v["kv_cache"],
+                                       v["source"])
+    return out
+
+
+def checkpoint_for(repo_id: str) -> Checkpoint | None:
+    """The catalog entry of a Hugging Face repo id (exact, case-insensitive), if any."""
+    return checkpoints().get(repo_id.strip().rstrip("/").lower())

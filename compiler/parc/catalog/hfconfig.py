@@ -20,8 +20,20 @@ class ConfigError(ValueError):
     """A config.json parc cannot use; the message says why and what to do."""
 
 
+#: (format, precision, quant_method, block, group_size, quantized, kv_cache, source) of a
+#: checkpoint's quantization_config, the fields of :class:`parc.catalog.Checkpoint` after the
+#: repo id and architecture.
+Quant = tuple[str, str, str, tuple[int, ...], int, str, str, str]
+
+
 def read_config(path: Path) -> ModelArch:
     """Parse ``path`` (a config.json) into a ModelArch keyed by the file name."""
+    return load(path)[0]
+
+
+def load(path: Path) -> tuple[ModelArch, Quant | None]:
+    """Parse ``path`` (a config.json) into a ModelArch keyed by the file name, and the
+    checkpoint format its ``quantization_config`` describes (None: unquantized)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -34,7 +46,70 @@ def read_config(path: Path) -> ModelArch:
         raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config.json is a JSON object")
-    return from_dict(raw, key=f"config:{path.name}")
+    return from_dict(raw, key=f"config:{path.name}"), quantization(raw, str(path))
+
+
+def _exempt(names: Any, part: str) -> bool:
+    return isinstance(names, list) and any(isinstance(n, str) and part in n for n in names)
+
+
+def quantization(raw: dict[str, Any], where: str) -> Quant | None:
+    """The checkpoint format of a config.json's ``quantization_config`` (as the engines read
+    it: quant_method and its fields), or None when the weights are not quantized."""
+    qc = raw.get("quantization_config")
+    if qc is None:
+        text = raw.get("text_config")
+        qc = text.get("quantization_config") if isinstance(text, dict) else None
+    if qc is None:
+        return None
+    if not isinstance(qc, dict):
+        raise ConfigError("config.json field 'quantization_config' must be an object")
+    method = qc.get("quant_method")
+    src = f"{where} (quantization_config.quant_method {method!r})"
+    skip = qc.get("modules_to_not_convert") or qc.get("ignore") or qc.get("ignored_layers") or []
+    scope = "mlp" if _exempt(skip, "self_attn") else "all"
+    if method == "fp8":
+        block = qc.get("weight_block_size")
+        if block is None:
+            return ("fp8", "fp8", "fp8", (), 0, scope, "auto", src)
+        if (not isinstance(block, list) or len(block) != 2
+                or not all(isinstance(b, int) and not isinstance(b, bool) and 0 < b <= 4096 for b in block)):
+            raise ConfigError(f"quantization_config.weight_block_size must be two positive integers, got {block!r}")
+        return ("fp8-block", "fp8", "fp8", (block[0], block[1]), 0, scope, "auto", src)
+    if method == "mxfp4":
+        return ("mxfp4", "fp4", "mxfp4", (), 32, "experts" if _exempt(skip, "self_attn") else "all", "auto", src)
+    if method in ("modelopt", "modelopt_fp4"):
+        algo = str(qc.get("quant_algo", "NVFP4" if method == "modelopt_fp4" else "FP8")).upper()
+        kv = "fp8" if str(qc.get("kv_cache_quant_algo") or "").upper() == "FP8" else "auto"
+        if algo == "FP8":
+            return ("fp8", "fp8", "modelopt", (), 0, scope, kv, src)
+        if algo == "NVFP4":
+            return ("nvfp4", "fp4", "modelopt_fp4", (), int(qc.get("group_size", 16)), scope, kv, src)
+        raise ConfigError(f"quantization_config.quant_algo {algo!r} is not one parc reads (FP8, NVFP4)")
+    if method in ("fbgemm_fp8", "quark"):
+        kv = "fp8" if method == "quark" and qc.get("kv_cache_group") else "auto"
+        return ("fp8", "fp8", method, (), 0, scope, kv, src)
+    if method in ("awq", "gptq"):
+        bits = qc.get("bits", qc.get("w_bit", 4))
+        group = qc.get("group_size", qc.get("q_group_size", 128))
+        if bits != 4 or not isinstance(group, int) or isinstance(group, bool) or group == 0 or group > 1 << 20:
+            raise ConfigError(f"quantization_config: parc reads 4-bit {method} with a positive group_size "
+                              f"(got bits {bits!r}, group_size {group!r})")
+        return (method, "int4", method, (), group if group > 0 else 0, scope, "auto", src)
+    if method == "compressed-tensors":
+        groups = qc.get("config_groups") or {}
+        w = next((g.get("weights") for g in groups.values() if isinstance(g, dict)), None) \
+            if isinstance(groups, dict) else None
+        if isinstance(w, dict) and w.get("num_bits") == 8 and w.get("type") == "float":
+            kv = "fp8" if qc.get("kv_cache_scheme") else "auto"
+            return ("fp8", "fp8", method, (), 0, scope, kv, src)
+        if isinstance(w, dict) and w.get("num_bits") == 4 and w.get("type") == "int":
+            group = w.get("group_size") or 128
+            return ("gptq", "int4", method, (), int(group), scope, "auto", src)
+        raise ConfigError("quantization_config: parc reads compressed-tensors FP8 (8-bit float) and W4A16 "
+                          "(4-bit int) weights only")
+    raise ConfigError(f"quantization_config.quant_method {method!r} is not one parc reads (fp8, mxfp4, modelopt, "
+                      "modelopt_fp4, fbgemm_fp8, quark, awq, gptq, compressed-tensors)")
 
 
 def _int(raw: dict[str, Any], name: str, default: int | None = None) -> int:
@@ -132,3 +207,99 @@ def from_dict(raw: dict[str, Any], key: str = "config") -> ModelArch:
         **moe,
         **mla,
     )
+
+
+#: The transformers class name a config.json of each model_type names in ``architectures``.
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
+                 "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+                 "deepseek_v3": "DeepseekV3ForCausalLM", "gpt_oss": "GptOssForCausalLM"}
+
+
+def quantization_config(ckpt: Any) -> dict[str, Any] | None:
+    """A checkpoint's format written back as the ``quantization_config`` an engine reads
+    (the inverse of :func:`quantization`), None for 16-bit weights."""
+    fmt, method = ckpt.format, ckpt.quant_method
+    attn = ["model.layers.*.self_attn"] if ckpt.quantized in ("mlp", "experts") else []
+    if fmt == "fp8-block":
+        return {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                "weight_block_size": list(ckpt.block)}
+    if method in ("fp8", "online-fp8") and fmt == "fp8":
+        return {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic"} if method == "fp8" else None
+    if method == "modelopt":
+        out: dict[str, Any] = {"quant_method": "modelopt", "quant_algo": "FP8"}
+        if ckpt.kv_cache == "fp8":
+            out["kv_cache_quant_algo"] = "FP8"
+        return out
+    if method == "modelopt_fp4":
+        return {"quant_method": "modelopt_fp4", "quant_algo": "NVFP4", "group_size": ckpt.group_size or 16,
+                "kv_cache_quant_algo": "FP8" if ckpt.kv_cache == "fp8" else None,
+                "exclude_modules": ["lm_head"] + (["model.layers.*.self_attn*"] if attn else [])}
+    if method == "fbgemm_fp8":
+        return {"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0, "modules_to_not_convert": attn + ["lm_head"]}
+    if method == "quark":
+        fp8 = {"dtype": "fp8_e4m3", "qscheme": "per_tensor", "is_dynamic": False, "symmetric": True,
+               "ch_axis": None, "group_size": None, "round_method": None, "scale_type": None, "observer_cls": None}
+        return {"quant_method": "quark", "export": {"kv_cache_group": ["*k_proj", "*v_proj"] if ckpt.kv_cache == "fp8"
+                                                    else [], "pack_method": "reorder"},
+                "global_quant_config": {"input_tensors": fp8, "weight": fp8, "output_tensors": None, "bias": None},
+                "layer_quant_config": ({"*k_proj": {"input_tensors": fp8, "weight": fp8, "output_tensors": fp8,
+                                                    "bias": None},
+                                        "*v_proj": {"input_tensors": fp8, "weight": fp8, "output_tensors": fp8,
+                                                    "bias": None}} if ckpt.kv_cache == "fp8" else {}),
+                "layer_type_quant_config": {}, "exclude": ["lm_head"]}
+    if fmt == "mxfp4":
+        return {"quant_method": "mxfp4", "modules_to_not_convert": attn + ["model.layers.*.mlp.router",
+                                                                          "model.embed_tokens", "lm_head"]}
+    if method == "awq":
+        return {"quant_method": "awq", "bits": 4, "group_size": ckpt.group_size, "zero_point": True, "version": "gemm"}
+    if method == "gptq":
+        return {"quant_method": "gptq", "bits": 4, "group_size": ckpt.group_size, "desc_act": False, "sym": True}
+    if method == "compressed-tensors" and fmt == "fp8":
+        return {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head"],
+                "config_groups": {"group_0": {"targets": ["Linear"],
+                                              "weights": {"num_bits": 8, "type": "float", "strategy": "channel",
+                                                          "symmetric": True, "dynamic": False},
+                                              "input_activations": {"num_bits": 8, "type": "float", "strategy": "token",
+                                                                    "symmetric": True, "dynamic": True}}}}
+    return None
+
+
+def to_dict(arch: ModelArch, ckpt: Any = None) -> dict[str, Any]:
+    """``arch`` written back as the Hugging Face config.json of its model_type (the inverse of
+    :func:`from_dict`), with the checkpoint's ``quantization_config`` when it has one."""
+    cfg: dict[str, Any] = {
+        "architectures": [ARCHITECTURES.get(arch.model_type, "")], "model_type": arch.model_type,
+        "num_hidden_layers": arch.num_hidden_layers, "hidden_size": arch.hidden_size,
+        "num_attention_heads": arch.num_attention_heads, "num_key_value_heads": arch.num_key_value_heads,
+        "head_dim": arch.head_dim, "intermediate_size": arch.intermediate_size, "vocab_size": arch.vocab_size,
+        "max_position_embeddings": arch.max_position_embeddings, "tie_word_embeddings": arch.tie_word_embeddings,
+        "torch_dtype": arch.torch_dtype, "rms_norm_eps": 1e-5, "hidden_act": "silu"}
+    t = arch.model_type
+    if t == "mixtral":
+        cfg.update(num_local_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
+                   intermediate_size=arch.moe_intermediate_size, sliding_window=None)
+    elif t == "qwen3_moe":
+        cfg.update(num_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
+                   moe_intermediate_size=arch.moe_intermediate_size, decoder_sparse_step=1, mlp_only_layers=[])
+    elif t == "deepseek_v3":
+        del cfg["head_dim"]
+        cfg.update(n_routed_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
+                   moe_intermediate_size=arch.moe_intermediate_size, n_shared_experts=arch.num_shared_experts,
+                   first_k_dense_replace=arch.first_dense_layers, q_lora_rank=arch.q_lora_rank,
+                   kv_lora_rank=arch.kv_lora_rank, qk_nope_head_dim=arch.qk_nope_head_dim,
+                   qk_rope_head_dim=arch.qk_rope_head_dim, v_head_dim=arch.v_head_dim, n_group=8, topk_group=4,
+                   moe_layer_freq=1, topk_method="noaux_tc", scoring_func="sigmoid", norm_topk_prob=True,
+                   routed_scaling_factor=2.5, rope_theta=10000)
+    elif t == "gpt_oss":
+        cfg.update(num_local_experts=arch.num_experts, num_experts_per_tok=arch.experts_per_token,
+                   intermediate_size=arch.moe_intermediate_size, sliding_window=arch.sliding_window,
+                   layer_types=["sliding_attention", "full_attention"] * (arch.num_hidden_layers // 2),
+                   attention_bias=True)
+    elif t == "mistral":
+        cfg.update(sliding_window=arch.sliding_window or None)
+    elif t == "llama":
+        cfg.update(attention_bias=arch.attention_bias)
+    quant = quantization_config(ckpt) if ckpt is not None else None
+    if quant is not None:
+        cfg["quantization_config"] = quant
+    return cfg

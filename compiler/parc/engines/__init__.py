@@ -1,42 +1,209 @@
-"""Engine capabilities and versioned CLI flag tables (data in this folder)."""
+"""Serving engines behind one small interface.
+
+Each engine is one module here (``vllm``, ``trtllm``, ``tgi``) exporting ``ENGINE``, an object
+with the :class:`Engine` protocol, plus a data file ``data/<engine>.toml`` with what the
+engine's releases can run (layouts, checkpoint formats per GPU architecture, shape rules),
+each fact with its source, and a flag table ``flags/<engine>.toml`` per release.
+
+The solver asks :func:`capabilities` and :mod:`parc.engines.rules` what an engine can express;
+the plan stage asks the engine for the processes of a plan group (:meth:`Engine.processes`)
+and its config files; the targets ask for the image, the health path and the launcher kind.
+Nothing outside this package names an engine, so adding one is a module, a data file, a flag
+table and (where it needs new layout) a template folder.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parc._toml import tomllib
 
+if TYPE_CHECKING:
+    from parc.catalog import Checkpoint
+
 DATA = Path(__file__).resolve().parent
 
+#: Every engine parc emits for, in the order ``engine: auto`` breaks ties.
 ENGINES = ("vllm", "trtllm", "tgi")
+
+#: Placeholders an argv may hold for values only known on the running cluster, in the
+#: Kubernetes ``$(VAR)`` form (the kubelet expands them in container args; parc's shell
+#: scripts turn them into ``"${VAR}"``).
+HEAD_ADDR = "PARC_HEAD_ADDR"  # address of the replica's first node
+CONFIG_DIR = "PARC_CONFIG_DIR"  # directory of parc's generated engine config files
+NODE_RANK = "PARC_NODE_RANK"  # index of this node within the replica (0 = head)
+DP_START_RANK = "PARC_DP_START_RANK"  # first data-parallel rank of this node (NODE_RANK x local ranks)
+PLACEHOLDERS = (HEAD_ADDR, CONFIG_DIR, NODE_RANK, DP_START_RANK)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One engine rule with its source: what the release refuses or requires."""
+
+    id: str
+    text: str
+    source: str
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an engine can express."""
+    """What an engine release can express (``data/<engine>.toml``).
+
+    ``formats`` maps a checkpoint format to the GPU architectures that run it, each
+    ``native`` (tensor cores of that precision) or ``weight-only`` (weights dequantized to
+    16 bit in the kernel, e.g. Marlin). ``multi_node`` lists the documented forms of a
+    replica that spans nodes: ``ray`` (one engine over a Ray cluster), ``mpi`` (one MPI rank
+    per GPU), ``dp`` (one engine process per node, data-parallel ranks, headless workers).
+    """
 
     name: str
     display: str
-    precisions: tuple[str, ...]
+    vendors: tuple[str, ...]
     kv_cache: tuple[str, ...]
     pipeline_parallel: bool
     expert_parallel: bool
     dp_attention: bool
-    multi_node: bool
-    vendors: tuple[str, ...]
-    weight_only_fallback: bool
+    dp_with_pp: bool
+    multi_node: tuple[str, ...]
+    online_fp8: bool  # serves a 16-bit checkpoint with FP8 weights quantized at load
+    formats: dict[str, dict[str, str]]
+    rules: dict[str, Rule]
     source: str
+
+    def support(self, fmt: str, architecture: str) -> str | None:
+        """``native``, ``weight-only`` or None: how this engine runs ``fmt`` on ``architecture``."""
+        return self.formats.get(fmt, {}).get(architecture)
+
+    def rule(self, rule_id: str) -> Rule:
+        return self.rules[rule_id]
+
+
+#: Rule ids the solver and plan stage know how to check (data files may only use these).
+KNOWN_RULES = (
+    "tp-divides-heads", "tp-kv-heads", "ep-divides-experts", "ep-spans-stage", "block-quant-divisible",
+    "group-quant-divisible", "format-architecture", "dp-with-pp", "multi-node-form", "batched-tokens-min",
+    "dp-per-rank-seqs", "max-model-len", "moe-dp-uses-ep",
+)
 
 
 @functools.lru_cache(maxsize=None)
 def capabilities() -> dict[str, Capabilities]:
-    with open(DATA / "capabilities.toml", "rb") as fh:
-        raw = tomllib.load(fh)
+    """Capabilities of every engine, read from ``data/<engine>.toml``."""
     out = {}
     for name in ENGINES:
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw[name].items()}
-        out[name] = Capabilities(name=name, **fields)
+        with open(DATA / "data" / f"{name}.toml", "rb") as fh:
+            raw = tomllib.load(fh)
+        e = raw["engine"]
+        rules = {}
+        for r in raw.get("rules", []):
+            if r["id"] not in KNOWN_RULES:
+                raise ValueError(f"engines/data/{name}.toml: unknown rule id {r['id']!r}")
+            rules[r["id"]] = Rule(r["id"], r["text"], r["source"])
+        formats = {f["format"]: dict(sorted(f["architectures"].items())) for f in raw.get("formats", [])}
+        out[name] = Capabilities(
+            name=name, display=e["display"], vendors=tuple(e["vendors"]), kv_cache=tuple(e["kv_cache"]),
+            pipeline_parallel=e["pipeline_parallel"], expert_parallel=e["expert_parallel"],
+            dp_attention=e["dp_attention"], dp_with_pp=e["dp_with_pp"], multi_node=tuple(e["multi_node"]),
+            online_fp8=e["online_fp8"], formats=formats, rules=rules, source=e["source"])
     return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything an engine needs to launch one replica of a plan group (typed, frozen).
+
+    Settings are per engine instance as the engine defines them: ``max_num_seqs`` per
+    data-parallel rank, ``max_num_batched_tokens`` per iteration of one rank."""
+
+    model_id: str
+    port: int
+    version: str | None
+    extra_args: tuple[str, ...]
+    checkpoint: Checkpoint
+    kv_cache_dtype: str  # auto | fp8
+    tp: int
+    pp: int
+    ep: int
+    dpa: int
+    nodes: int  # nodes per replica
+    gpus_per_node: int  # GPUs of the replica on each node
+    vendor: str  # nvidia | amd
+    gpu_architecture: str
+    inter_node: str
+    fabric_env: tuple[tuple[str, str], ...]
+    max_num_seqs: int
+    max_model_len: int
+    max_num_batched_tokens: int
+    gpu_memory_utilization: float
+    kv_cache_fraction: float  # share of the memory free after weights and activations that the KV cache takes
+    cuda_graph_max_batch: int
+    weight_only: bool  # the GPU runs the checkpoint's format weight-only (dequantized kernels)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dpa
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process of a replica: its role (server | head | worker), exact argv and environment."""
+
+    role: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """An engine config file parc writes beside the launch scripts (YAML mapping)."""
+
+    name: str
+    data: dict[str, Any]
+
+
+class Engine(Protocol):
+    """What every engine module provides."""
+
+    name: str
+    health_path: str
+
+    def launcher(self, job: Job) -> str:
+        """How a replica starts: ``single`` (one process on one node), ``ray``, ``mpi`` or ``dp``."""
+
+    def processes(self, job: Job) -> tuple[Process, ...]:
+        """The processes of one replica (one per role), argv exactly as the engine gets it."""
+
+    def config_files(self, job: Job) -> tuple[ConfigFile, ...]:
+        """Config files the argv refers to through ``$(PARC_CONFIG_DIR)``."""
+
+    def image(self, version: str | None, vendor: str) -> str:
+        """The official container image of the release for GPUs of ``vendor`` ("" if none)."""
+
+    def notes(self, job: Job) -> tuple[str, ...]:
+        """Sentences for the plan about engine-specific choices (recipe differences, backends)."""
+
+
+@functools.lru_cache(maxsize=None)
+def get(name: str) -> Engine:
+    """The engine module ``parc.engines.<name>``'s ENGINE object."""
+    if name not in ENGINES:
+        raise KeyError(name)
+    return importlib.import_module(f"parc.engines.{name}").ENGINE  # type: ignore[no-any-return]
+
+
+def env_pairs(*maps: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """Merged environment variables in a stable (sorted) order."""
+    merged: dict[str, str] = {}
+    for m in maps:
+        merged.update(m)
+    return tuple(sorted(merged.items()))
+
+
+def num(x: float) -> str:
+    """A float as the shortest decimal with at most 4 places (0.9, 0.925)."""
+    s = f"{x:.4f}".rstrip("0").rstrip(".")
+    return s or "0"

@@ -22,6 +22,7 @@ class Release:
     tag: str
     commit: str
     image: str
+    images: dict[str, str]  # vendor -> image where it differs from ``image`` (e.g. amd: the ROCm build)
     command: tuple[str, ...]
     positional_model: bool
     flags: dict[str, dict[str, Any]]  # canonical name -> spec; aliases resolved via ``lookup``
@@ -56,7 +57,8 @@ def release(engine: str, version: str | None = None) -> Release:
     v = version or str(t["default_version"])
     raw = t["versions"][v]
     return Release(engine, v, raw["repo"], raw.get("tag", ""), raw["commit"], raw.get("image", ""),
-                   tuple(raw["command"]), bool(raw["positional_model"]), dict(raw["flags"]))
+                   dict(raw.get("images", {})), tuple(raw["command"]), bool(raw["positional_model"]),
+                   dict(raw["flags"]))
 
 
 def _ok_value(spec: dict[str, Any], value: str) -> str | None:

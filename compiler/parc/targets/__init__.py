@@ -8,11 +8,11 @@ registry below is the only list to edit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
+    from parc.plan import Plan, PlanGroup
     from parc.resolve import Resolved
-    from parc.solver import Result
 
 
 @dataclass(frozen=True)
@@ -26,25 +26,16 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What every target builder receives."""
+    """What every target builder receives: the resolved spec (deploy settings) and the typed plan."""
 
     res: Resolved
-    result: Result
-    plan: dict[str, Any]
+    plan: Plan
 
-    def groups_for(self, scheduler: str) -> list[int]:
+    def groups_for(self, scheduler: str) -> list[PlanGroup]:
         """Plan groups a scheduler target renders: those on pools with that scheduler, or
         every group when no pool names it (the target was asked for explicitly)."""
-        groups = self.result.best.groups
-        mine = [i for i, g in enumerate(groups) if g.cand.pool.scheduler == scheduler]
-        return mine or list(range(len(groups)))
-
-    def stem(self, group: int) -> str:
-        """File stem of a plan group: the spec name, suffixed with the pool when the plan
-        has several groups."""
-        name = self.res.spec.metadata.name
-        groups = self.result.best.groups
-        return name if len(groups) == 1 else f"{name}-{groups[group].cand.pool.name}"
+        mine = [g for g in self.plan.groups if g.pool.scheduler == scheduler]
+        return mine or list(self.plan.groups)
 
 
 Builder = Callable[[Inputs], list[Artifact]]
@@ -67,7 +58,7 @@ def build(inputs: Inputs, targets: tuple[str, ...]) -> list[Artifact]:
     """plan.json plus every requested target's files, sorted by path."""
     from parc.report import to_json
 
-    arts = [Artifact("plan.json", to_json(inputs.plan))]
+    arts = [Artifact("plan.json", to_json(inputs.plan.document))]
     reg = registry()
     for t in targets:
         if t not in reg:

@@ -19,20 +19,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from parc import costmodel as cm
-from parc.engines import argv as eargv
-from parc.engines import flags
+from parc import engines
 from parc.errors import InfeasibleError, UsageError
+from parc.plan import PlanGroup
 from parc.render import render
 from parc.targets import Artifact, Inputs
-from parc.targets.launch import header
 from parc.targets.launch import build as launch_files
+from parc.targets.launch import header, script_name
 
 CONFIG_MOUNT = "/etc/parc"
 CACHE_MOUNT = "/var/cache/parc/huggingface"
 SHM_SIZE = "16Gi"  # NCCL and the engines' shared-memory transports (vLLM docs recommend a large /dev/shm)
 GRACE_SECONDS = 60
-HEALTH = {"vllm": "/health", "trtllm": "/health", "tgi": "/health"}
 METRICS = "/metrics"
 #: CPU and host memory requested per GPU: tokenisation, scheduling and weight loading
 #: (engines load safetensors through host memory).
@@ -41,25 +39,35 @@ MEM_GIB_PER_GPU = 16
 
 
 def image(inputs: Inputs) -> str:
-    """The container image: engine.image, else the pinned release's official image."""
+    """The container image: engine.image, else the pinned release's official image for the
+    GPUs' vendor (the CUDA or the ROCm build)."""
     spec = inputs.res.spec
     if spec.engine.image:
         return spec.engine.image
-    engine = inputs.plan["engine"]
-    rel = flags.release(engine, spec.engine.version)
-    if not rel.image:
-        raise UsageError(f"target kubernetes: parc has no official image for {engine} {rel.version} (its flag table "
-                         "is tied to a commit, not a release); set engine.image")
-    return rel.image
+    groups = inputs.groups_for("kubernetes")
+    vendors = sorted({g.pool.gpu.vendor for g in groups})
+    if len(vendors) > 1:
+        raise UsageError(f"target kubernetes: the plan's groups run on {' and '.join(vendors)} GPUs, which need "
+                         "different engine images; compile each vendor's pools as a spec of its own, or set "
+                         "engine.image to a multi-vendor image")
+    engine = inputs.plan.engine
+    found = engines.get(engine).image(spec.engine.version, vendors[0])
+    if not found:
+        raise UsageError(f"target kubernetes: parc has no official {engine} image for {vendors[0].upper()} GPUs at "
+                         "this release; set engine.image")
+    return found
 
 
-def _k8s_args(argv: list[str]) -> list[str]:
+PLACEHOLDERS = engines.PLACEHOLDERS
+
+
+def _k8s_args(argv: tuple[str, ...] | list[str]) -> list[str]:
     """argv for a container command: ``$(...)`` that is not a parc placeholder is escaped
     (``$$(``) so the kubelet passes it through literally."""
     out = []
     for a in argv:
         esc = a.replace("$(", "$$(")
-        for var in (eargv.HEAD_ADDR, eargv.CONFIG_DIR):
+        for var in PLACEHOLDERS:
             esc = esc.replace(f"$$({var})", f"$({var})")
         out.append(esc)
     return out
@@ -75,58 +83,51 @@ def _startup_seconds(weights_gib_per_gpu: float) -> int:
     return int(math.ceil((600 + 10 * weights_gib_per_gpu) / 60) * 60)
 
 
-def group_values(inputs: Inputs, i: int, files: dict[str, str]) -> dict[str, Any]:
-    res = inputs.res
-    g = inputs.result.best.groups[i]
-    gpu = g.cand.pool.gpu
-    entries = {e["role"]: e for e in inputs.plan["launch"] if e["group"] == i}
-    gpus_pod = min(g.cand.pool.gpus_per_node, g.cand.shape.gpus)
-    multi = g.cand.nodes_per_replica > 1
-    engine = g.cand.engine
-    if multi and engine != "vllm":
-        raise InfeasibleError(f"target kubernetes: a {engine} replica across {g.cand.nodes_per_replica} nodes needs an "
+def group_values(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
+    gpu = g.pool.gpu
+    multi = g.nodes_per_replica > 1
+    if g.launcher == "mpi":
+        raise InfeasibleError(f"target kubernetes: a {g.engine} replica across {g.nodes_per_replica} nodes needs an "
                               "MPI launcher parc does not generate for Kubernetes; use engine vllm, or the slurm target")
     extra: dict[str, str] = {"HF_HOME": CACHE_MOUNT}
-    if any(f"$({eargv.CONFIG_DIR})" in a for e in entries.values() for a in e["argv"]):
-        extra[eargv.CONFIG_DIR] = CONFIG_MOUNT
-    caps = ["IPC_LOCK"] if multi and g.cand.pool.inter_node in ("infiniband", "roce") else []
+    if any(f"$({engines.CONFIG_DIR})" in a for p in g.processes for a in p.argv):
+        extra[engines.CONFIG_DIR] = CONFIG_MOUNT
+    caps = ["IPC_LOCK"] if multi and g.pool.inter_node in ("infiniband", "roce") else []
     if multi:
-        head = entries["head"]
-        # the head runs parc's launch script (Ray bootstrap, then the server) from the ConfigMap
-        leader_cmd = ["bash", f"{CONFIG_MOUNT}/{_script(inputs, head)}"]
-        leader = {"command": leader_cmd, "env": _env(head["env"], {**extra, eargv.HEAD_ADDR: "$(LWS_LEADER_ADDRESS)"})}
-        worker_e = entries["worker"]
-        worker = {"command": _k8s_args(worker_e["argv"]),
-                  "env": _env(worker_e["env"], {**extra, eargv.HEAD_ADDR: "$(LWS_LEADER_ADDRESS)"})}
+        head, work = g.process("head"), g.process("worker")
+        lws = {**extra, engines.HEAD_ADDR: "$(LWS_LEADER_ADDRESS)"}
+        if g.launcher == "ray":
+            # the head runs parc's launch script (Ray bootstrap, then the server) from the ConfigMap
+            leader = {"command": ["bash", f"{CONFIG_MOUNT}/{script_name(inputs, g, head)}"], "env": _env(dict(head.env), lws)}
+            worker = {"command": _k8s_args(work.argv), "env": _env(dict(work.env), lws)}
+        else:
+            # data-parallel ranks: the leader serves the API; each worker pod runs its headless
+            # ranks from the launch script, which computes its start rank from the LWS worker index
+            leader = {"command": _k8s_args(head.argv), "env": _env(dict(head.env), lws)}
+            worker = {"command": ["bash", f"{CONFIG_MOUNT}/{script_name(inputs, g, work)}"],
+                      "env": _env(dict(work.env), {**lws, engines.NODE_RANK: "$(LWS_WORKER_INDEX)"})}
     else:
-        server = entries["server"]
-        leader = {"command": _k8s_args(server["argv"]), "env": _env(server["env"], extra)}
+        server = g.process("server")
+        leader = {"command": _k8s_args(server.argv), "env": _env(dict(server.env), extra)}
         worker = None
-    weights_gib = g.cand.memory.weights / cm.GIB
     return {
-        "name": inputs.stem(i),
-        "pool": g.cand.pool.name,
-        "engine": engine,
+        "name": g.stem,
+        "pool": g.pool.name,
+        "engine": g.engine,
         "workload": "LeaderWorkerSet" if multi else "Deployment",
         "replicas": g.replicas,
-        "size": g.cand.nodes_per_replica,
-        "gpusPerPod": gpus_pod,
+        "size": g.nodes_per_replica,
+        "gpusPerPod": g.gpus_per_node,
         "gpuResource": gpu.k8s_resource,
         "nodeSelector": ({gpu.k8s_product_label: gpu.k8s_product_value}
                          if gpu.k8s_product_label and gpu.k8s_product_value else {}),
-        "cpu": str(CPU_PER_GPU * gpus_pod),
-        "memory": f"{MEM_GIB_PER_GPU * gpus_pod}Gi",
-        "startupSeconds": _startup_seconds(weights_gib),
+        "cpu": str(CPU_PER_GPU * g.gpus_per_node),
+        "memory": f"{MEM_GIB_PER_GPU * g.gpus_per_node}Gi",
+        "startupSeconds": _startup_seconds(g.weights_gib_per_gpu),
         "capabilities": caps,
         "leader": leader,
         "worker": worker,
     }
-
-
-def _script(inputs: Inputs, entry: dict[str, Any]) -> str:
-    from parc.targets.launch import script_name
-
-    return script_name(inputs, entry)
 
 
 def values(inputs: Inputs) -> dict[str, Any]:
@@ -136,8 +137,7 @@ def values(inputs: Inputs) -> dict[str, Any]:
     k = spec.deploy.kubernetes
     mine = inputs.groups_for("kubernetes")
     files: dict[str, str] = {}
-    if any(inputs.result.best.groups[i].cand.nodes_per_replica > 1 for i in mine) or any(
-            "$(" + eargv.CONFIG_DIR + ")" in a for e in inputs.plan["launch"] if e["group"] in mine for a in e["argv"]):
+    if any(g.nodes_per_replica > 1 or g.files for g in mine):
         files = {a.path.split("/", 1)[1]: a.content for a in launch_files(inputs)}
     cache: dict[str, Any]
     if k.model_cache.pvc:
@@ -155,7 +155,7 @@ def values(inputs: Inputs) -> dict[str, Any]:
         "imagePullSecrets": [],
         "podAnnotations": {},
         "port": spec.deploy.port,
-        "healthPath": HEALTH[inputs.plan["engine"]],
+        "healthPath": engines.get(inputs.plan.engine).health_path,
         "metricsPath": METRICS,
         "service": {"type": k.service_type},
         "serviceMonitor": {"enabled": k.service_monitor, "interval": "30s"},
@@ -167,7 +167,7 @@ def values(inputs: Inputs) -> dict[str, Any]:
         "nodeSelector": dict(sorted(k.node_selector.items())),
         "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in k.tolerations],
         "files": files,
-        "groups": [group_values(inputs, i, files) for i in inputs.groups_for("kubernetes")],
+        "groups": [group_values(inputs, g) for g in mine],
     }
 
 

@@ -1,0 +1,78 @@
+"""TensorRT-LLM: ``trtllm-serve`` (PyTorch backend) and its extra LLM-API options file.
+
+Multi-node replicas run one MPI rank per GPU (``srun --mpi=pmix`` / ``mpirun``) through
+``trtllm-llmapi-launch``. Settings without a flag go to the options file
+(``--extra_llm_api_options``): CUDA graph batch sizes, the KV-cache dtype, attention DP and the
+MoE backend the format needs on the GPU architecture.
+
+``--kv_cache_free_gpu_memory_fraction`` is TensorRT-LLM's own quantity: the share of the GPU
+memory still free after the weights and the activation profile are allocated that becomes
+KV cache (``KvCacheConfig.free_gpu_memory_fraction``), not a share of the whole GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parc.engines import CONFIG_DIR, ConfigFile, Job, Process, env_pairs, num
+
+OPTIONS = "trtllm-extra-llm-api-options.yaml"
+#: MoE backend by (checkpoint format, GPU architecture) where the default (CUTLASS) does not run
+#: it: MXFP4 experts (gpt-oss) run on the Triton backend on Hopper and on TRTLLM-Gen kernels on
+#: Blackwell (deployment-guide-for-gpt-oss-on-trtllm.md); DeepSeek FP8 block-scale experts on
+#: Blackwell use DEEPGEMM (deployment-guide-for-deepseek-r1-on-trtllm.md).
+MOE_BACKEND = {("mxfp4", "hopper"): "TRITON", ("mxfp4", "blackwell"): "TRTLLM",
+               ("fp8-block", "blackwell"): "DEEPGEMM"}
+
+
+class Trtllm:
+    name = "trtllm"
+    health_path = "/health"
+
+    def launcher(self, job: Job) -> str:
+        return "single" if job.nodes == 1 else "mpi"
+
+    def options(self, job: Job) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "cuda_graph_config": {"enable_padding": True, "max_batch_size": job.cuda_graph_max_batch},
+            "kv_cache_config": {"dtype": job.kv_cache_dtype, "free_gpu_memory_fraction":
+                                float(num(job.kv_cache_fraction))},
+        }
+        if job.dpa > 1:
+            opts["enable_attention_dp"] = True
+        backend = MOE_BACKEND.get((job.checkpoint.format, job.gpu_architecture))
+        if backend and job.ep >= 1 and job.checkpoint.quantized in ("experts", "all"):
+            opts["moe_config"] = {"backend": backend}
+        return opts
+
+    def processes(self, job: Job) -> tuple[Process, ...]:
+        argv = ["trtllm-serve", job.model_id, "--host", "0.0.0.0", "--port", str(job.port),
+                "--backend", "pytorch", "--tp_size", str(job.tp * job.dpa), "--pp_size", str(job.pp),
+                "--ep_size", str(job.ep), "--max_batch_size", str(job.max_num_seqs),
+                "--max_num_tokens", str(job.max_num_batched_tokens), "--max_seq_len", str(job.max_model_len),
+                "--kv_cache_free_gpu_memory_fraction", num(job.kv_cache_fraction),
+                "--extra_llm_api_options", f"$({CONFIG_DIR})/{OPTIONS}"] + list(job.extra_args)
+        env = env_pairs(dict(job.fabric_env))
+        if job.nodes == 1:
+            return (Process("server", tuple(argv), env),)
+        ranks = ["trtllm-llmapi-launch"] + argv
+        return (Process("head", tuple(ranks), env), Process("worker", tuple(ranks), env))
+
+    def config_files(self, job: Job) -> tuple[ConfigFile, ...]:
+        return (ConfigFile(OPTIONS, self.options(job)),)
+
+    def image(self, version: str | None, vendor: str) -> str:
+        from parc.engines import flags
+
+        return flags.release(self.name, version).image if vendor == "nvidia" else ""
+
+    def notes(self, job: Job) -> tuple[str, ...]:
+        out = []
+        backend = MOE_BACKEND.get((job.checkpoint.format, job.gpu_architecture))
+        if backend:
+            out.append(f"TensorRT-LLM: moe_config.backend {backend} for {job.checkpoint.format} experts on "
+                       f"{job.gpu_architecture} (the default CUTLASS backend does not run them)")
+        return tuple(out)
+
+
+ENGINE = Trtllm()

@@ -1,0 +1,107 @@
+"""vLLM: ``vllm serve`` argv for every documented form of a replica.
+
+- one node: ``vllm serve MODEL --tensor-parallel-size .. [--data-parallel-size ..]``;
+- TP x PP across nodes on a Ray cluster (vLLM docs serving/parallelism_scaling.md): the head
+  runs ``ray start --head``, the others ``ray start --address``, then ``vllm serve ...
+  --distributed-executor-backend ray`` on the head;
+- data-parallel ranks across nodes (serving/data_parallel_deployment.md): one ``vllm serve`` per
+  node with ``--data-parallel-size-local``, ``--data-parallel-address`` (the first node) and
+  ``--data-parallel-rpc-port``; the first node serves the API, the others run ``--headless``
+  with their ``--data-parallel-start-rank``.
+
+``--max-num-seqs`` and ``--max-num-batched-tokens`` are per data-parallel rank (each rank has
+its own scheduler).
+"""
+
+from __future__ import annotations
+
+from parc.engines import DP_START_RANK, HEAD_ADDR, ConfigFile, Job, Process, env_pairs, num
+
+RAY_PORT = 6379
+DP_RPC_PORT = 13345
+DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+#: ROCm settings AMD sets for vLLM on Instinct GPUs: AITER kernels (VLLM_ROCM_USE_AITER, read in
+#: vllm 0.32.0 envs.py, default off; its MoE switch VLLM_ROCM_USE_AITER_MOE defaults on), and
+#: the ROCm MI300X workload-optimization guide's HIP_FORCE_DEV_KERNARG=1,
+#: TORCH_BLAS_PREFER_HIPBLASLT=1 and NCCL_MIN_NCHANNELS=112 (RCCL channels for the xGMI mesh);
+#: SAFETENSORS_FAST_GPU=1 as in vLLM's AMD recipes (DeepSeek-R1 on 8 x MI300X).
+ROCM_ENV = {"VLLM_ROCM_USE_AITER": "1", "HIP_FORCE_DEV_KERNARG": "1", "TORCH_BLAS_PREFER_HIPBLASLT": "1",
+            "NCCL_MIN_NCHANNELS": "112", "SAFETENSORS_FAST_GPU": "1"}
+
+
+class Vllm:
+    name = "vllm"
+    health_path = "/health"
+
+    def launcher(self, job: Job) -> str:
+        if job.nodes == 1:
+            return "single"
+        return "dp" if job.tp * job.dpa > job.gpus_per_node else "ray"
+
+    def _serve(self, job: Job) -> list[str]:
+        argv = ["vllm", "serve", job.model_id, "--host", "0.0.0.0", "--port", str(job.port),
+                "--tensor-parallel-size", str(job.tp), "--pipeline-parallel-size", str(job.pp)]
+        if job.dpa > 1:
+            argv += ["--data-parallel-size", str(job.dpa)]
+        if job.ep > 1:
+            argv += ["--enable-expert-parallel"]
+        argv += ["--max-model-len", str(job.max_model_len), "--max-num-seqs", str(job.max_num_seqs),
+                 "--max-num-batched-tokens", str(job.max_num_batched_tokens),
+                 "--gpu-memory-utilization", num(job.gpu_memory_utilization), "--kv-cache-dtype", job.kv_cache_dtype]
+        ck = job.checkpoint
+        if ck.format in DTYPE:
+            argv += ["--dtype", DTYPE[ck.format]]
+            if ck.precision == "fp8":  # a 16-bit checkpoint served with FP8 weights quantized at load
+                argv += ["--quantization", "fp8"]
+        return argv
+
+    def processes(self, job: Job) -> tuple[Process, ...]:
+        serve = self._serve(job)
+        env = env_pairs(_env(job))
+        extra = list(job.extra_args)
+        kind = self.launcher(job)
+        if kind == "single":
+            return (Process("server", tuple(serve + extra), env),)
+        if kind == "ray":
+            head = serve + ["--distributed-executor-backend", "ray"] + extra
+            worker = ["ray", "start", "--block", f"--address=$({HEAD_ADDR}):{RAY_PORT}"]
+            return (Process("head", tuple(head), env), Process("worker", tuple(worker), env))
+        local = job.gpus_per_node // job.tp
+        dp = serve + ["--data-parallel-size-local", str(local), "--data-parallel-address", f"$({HEAD_ADDR})",
+                      "--data-parallel-rpc-port", str(DP_RPC_PORT)]
+        worker = dp + ["--headless", "--data-parallel-start-rank", f"$({DP_START_RANK})"]
+        return (Process("head", tuple(dp + extra), env), Process("worker", tuple(worker + extra), env))
+
+    def config_files(self, job: Job) -> tuple[ConfigFile, ...]:
+        return ()
+
+    def image(self, version: str | None, vendor: str) -> str:
+        from parc.engines import flags
+
+        rel = flags.release(self.name, version)
+        if vendor == "amd":
+            return rel.images.get("amd", "")
+        return rel.image
+
+    def dp_ranks_per_node(self, job: Job) -> int:
+        return job.gpus_per_node // job.tp
+
+    def notes(self, job: Job) -> tuple[str, ...]:
+        out = []
+        if job.dpa > 1 and job.ep == 1:
+            out.append(f"vLLM: no --enable-expert-parallel, so the experts are tensor-sharded over tp x dp = "
+                       f"{job.tp * job.dpa} GPUs (chosen over EP by the cost model)")
+        if job.weight_only:
+            out.append(f"vLLM runs this {job.checkpoint.format} checkpoint with weight-only kernels on "
+                       f"{job.gpu_architecture} GPUs (no {job.checkpoint.precision} tensor cores): GEMMs at 16-bit rate")
+        return tuple(out)
+
+
+def _env(job: Job) -> dict[str, str]:
+    out = dict(job.fabric_env)
+    if job.vendor == "amd":
+        out.update(ROCM_ENV)
+    return out
+
+
+ENGINE = Vllm()
