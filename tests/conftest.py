@@ -67,3 +67,25 @@ def write(tmp_path):
         return p
 
     return _write
+
+
+def with_engine(text: str, engine: str, **model: str) -> str:
+    """A spec's text with engine.name set (and model fields added), whatever it already says."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load(text)
+    doc.setdefault("engine", {})["name"] = engine
+    doc["engine"].pop("version", None)
+    for k, v in model.items():
+        doc["model"][k] = v
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    return buf.getvalue()
+
+
+def amd_only(text: str) -> bool:
+    """True when every pool of the spec has AMD GPUs (engines without ROCm cannot serve it)."""
+    return "gpu: MI" in text and "gpu: H" not in text and "gpu: A" not in text

@@ -279,7 +279,8 @@ def build(res: Resolved, result: Result) -> Plan:
         "meetsSlo": best.meets_slo,
         "objective": result.objective,
         "calibration": calibration(res, best),
-        "notes": notes(best, res, groups),
+        "notes": notes(best, res, groups) + recipe_notes(result, _band(res, best)),
+        "recipe": recipe_doc(result),
         "alternatives": [
             {"engine": a.engine, "placement": placement(a), "predicted": predicted(a), "score": score(a, result.objective),
              "meetsSlo": a.meets_slo}
@@ -289,6 +290,53 @@ def build(res: Resolved, result: Result) -> Plan:
         "launch": launch_entries(groups),
     }
     return Plan(res.spec.metadata.name, engine, res.spec.engine.version, groups, doc)
+
+
+def _band(res: Resolved, sol: Solution) -> float | None:
+    band = calibration(res, sol).get("errorBand") or {}
+    p90 = band.get("throughputP90Ape")
+    return float(p90) if p90 is not None else None
+
+
+def recipe_doc(result: Result) -> dict[str, Any] | None:
+    """plan.json ``recipe``: the engine's recipe for the model and how the plan compares."""
+    rc = result.recipe
+    if rc is None:
+        return None
+    r = rc.recipe
+    return {"engine": r.engine, "layout": {"tp": r.tp, "pp": r.pp, "ep": r.ep, "dpAttention": r.dpa},
+            "settings": r.settings, "source": r.source, "matches": rc.matches,
+            "predicted": predicted(rc.solution) if rc.solution is not None and not rc.matches else None,
+            "rejectedBecause": rc.reason or None}
+
+
+def recipe_notes(result: Result, band: float | None = None) -> list[str]:
+    """A sentence on the engine recipe: matched, rejected (the rule), or beaten under the cost
+    model by how much, set against the prediction error band (``band``: p90 error)."""
+    rc = result.recipe
+    if rc is None:
+        return []
+    r = rc.recipe
+    if rc.matches:
+        return [f"layout {r.layout} is the {r.engine} recipe's ({r.source})"]
+    mine = result.best
+    if rc.solution is None or rc.reason:
+        return [f"differs from the {r.engine} recipe's {r.layout} ({r.source}): {rc.reason}"]
+    theirs = rc.solution
+    if result.objective == "latency":
+        gain = theirs.tpot_s / mine.tpot_s - 1 if mine.tpot_s > 0 else 0.0
+        cmp = (f"the recipe layout predicts TPOT {theirs.tpot_s * 1e3:.1f} ms and TTFT {theirs.ttft_s * 1e3:.0f} ms "
+               f"against {mine.tpot_s * 1e3:.1f} ms and {mine.ttft_s * 1e3:.0f} ms here")
+    else:
+        gain = mine.throughput / theirs.throughput - 1 if theirs.throughput > 0 else 0.0
+        cmp = (f"the recipe layout predicts {theirs.throughput:.0f} output tokens/s on {theirs.gpus} GPUs against "
+               f"{mine.throughput:.0f} on {mine.gpus} here ({gain * 100:+.0f}%)")
+    if band is not None and gain <= band:
+        verdict = (f"the gap is inside the {band * 100:.0f}% error band (90th percentile), so benchmark both "
+                   "before relying on it")
+    else:
+        verdict = "the gap is larger than the prediction error band, so parc keeps its choice"
+    return [f"differs from the {r.engine} recipe's {r.layout} ({r.source}): {cmp}, under the same cost model; {verdict}"]
 
 
 def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:

@@ -144,13 +144,14 @@ def _resolve_model(model: Any, doc: Document, problems: list[Problem]) -> tuple[
         if not path.is_absolute():
             path = doc.base_dir / path
         try:
-            arch, quant = load(path)
+            read, quant = load(path)
         except ConfigError as exc:
             problems.append(Problem(doc.locate(("model", "configPath")), "model.configPath", str(exc)))
             return None, None
-        return arch, (catalog.Checkpoint(model.id, arch.key, *quant) if quant else None)
+        return read, (catalog.Checkpoint(model.id, read.key, *quant) if quant else None)
     models = catalog.models()
     shipped = catalog.checkpoint_for(model.id)
+    arch: ModelArch | None
     if model.architecture is not None:
         arch = models.get(model.architecture)
         if arch is None:

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from parc import catalog
 from parc import costmodel as cm
 from parc.catalog import ModelArch, shapes
-from parc.engines import Capabilities, capabilities, rules
+from parc.engines import Capabilities, Recipe, capabilities, recipe_for, rules
 from parc.errors import InfeasibleError
 from parc.resolve import Resolved, ResolvedPool
 
@@ -162,6 +162,17 @@ class Solution:
 
 
 @dataclass(frozen=True)
+class RecipeCheck:
+    """The chosen plan against the engine's own recipe for the model: the recipe layout's
+    prediction under the same model (None when parc rejects it, ``reason`` then says why)."""
+
+    recipe: Recipe
+    matches: bool
+    solution: Solution | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class Result:
     """What the solver hands to the plan stage."""
 
@@ -169,6 +180,7 @@ class Result:
     alternatives: tuple[Solution, ...]
     rejections: tuple[Rejection, ...]
     objective: str
+    recipe: RecipeCheck | None = None
 
 
 # ----------------------------------------------------------------------------- enumeration
@@ -736,7 +748,31 @@ def solve(res: Resolved, top: int = 5) -> Result:
         if not ev.ok(c, 1):
             t = ev.timing(c, 1)
             extra.append(Rejection(c.engine, c.pool.name, c.shape, "slo", _slo_reason(ev, c, t)))
-    return Result(best, tuple(alts[:top]), tuple(rejs + extra), objective)
+    return Result(best, tuple(alts[:top]), tuple(rejs + extra), objective,
+                  check_recipe(res, cands, rejs + extra, best, ev))
+
+
+def check_recipe(res: Resolved, cands: list[Candidate], rejs: list[Rejection], best: Solution,
+                 ev: _Evaluator) -> RecipeCheck | None:
+    """Compare the chosen placement with the engine's recipe for the model and GPU, if any."""
+    g = best.groups[0]
+    pool = g.cand.pool
+    recipe = recipe_for(g.cand.engine, res.model.key, pool.gpu.architecture, res.spec.slo.objective, pool.nodes)
+    if recipe is None:
+        return None
+    shape = cm.Shape(recipe.tp, recipe.pp, recipe.ep, recipe.dpa)
+    if g.cand.shape == shape:
+        return RecipeCheck(recipe, True, best, "")
+    hit = next((c for c in cands if c.engine == g.cand.engine and c.pool == pool and c.shape == shape), None)
+    if hit is None:
+        why = next((r.reason for r in rejs if r.engine == g.cand.engine and r.pool == pool.name and r.shape == shape),
+                   "the layout does not fit this pool")
+        return RecipeCheck(recipe, False, None, why)
+    sols = search(res, cands, pinned=hit, ev=ev)
+    if not sols or not sols[0].meets_slo:
+        return RecipeCheck(recipe, False, sols[0] if sols else None,
+                           "it misses the SLO here: " + "; ".join(sols[0].misses) if sols else "no solution")
+    return RecipeCheck(recipe, False, sols[0], "")
 
 
 def _standalone_key(ev: _Evaluator, c: Candidate, objective: str) -> tuple[float, ...]:

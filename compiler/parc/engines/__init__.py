@@ -207,3 +207,41 @@ def num(x: float) -> str:
     """A float as the shortest decimal with at most 4 places (0.9, 0.925)."""
     s = f"{x:.4f}".rstrip("0").rstrip(".")
     return s or "0"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How an engine's own recipe deploys a model on one GPU architecture (data/recipes.toml)."""
+
+    engine: str
+    architecture: str
+    gpu_architecture: str
+    objective: str
+    nodes: int
+    tp: int
+    pp: int
+    ep: int
+    dpa: int
+    settings: str
+    source: str
+
+    @property
+    def layout(self) -> str:
+        return f"tp={self.tp} pp={self.pp} ep={self.ep} dpAttention={self.dpa}"
+
+
+@functools.lru_cache(maxsize=None)
+def recipes() -> tuple[Recipe, ...]:
+    with open(DATA / "data" / "recipes.toml", "rb") as fh:
+        raw = tomllib.load(fh)
+    return tuple(Recipe(**r) for r in raw["recipes"])
+
+
+def recipe_for(engine: str, architecture: str, gpu_architecture: str, objective: str,
+               nodes: int) -> Recipe | None:
+    """The recipe for this engine, model and GPU architecture at this objective (cost plans are
+    compared with the throughput recipe) on at most ``nodes`` nodes, largest first."""
+    want = "latency" if objective == "latency" else "throughput"
+    hits = [r for r in recipes() if (r.engine, r.architecture, r.gpu_architecture, r.objective)
+            == (engine, architecture, gpu_architecture, want) and r.nodes <= nodes]
+    return max(hits, key=lambda r: r.nodes) if hits else None
