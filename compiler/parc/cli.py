@@ -118,10 +118,10 @@ def schema() -> None:
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["gpus", "models"]))
+@click.argument("what", type=click.Choice(["gpus", "models", "checkpoints"]))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def catalog(what: str, fmt: str) -> None:
-    """What parc knows about: GPUs or model architectures, with sources."""
+    """What parc knows about: GPUs, model architectures or checkpoints, with sources."""
 
     def go() -> None:
         from parc import report

@@ -88,6 +88,15 @@ def catalog(what: str, fmt: str) -> str:
                  e.nvlink_gbs or "-", e.intra_node_default, ", ".join(e.aliases[:3])] for e in entries]
         return table(["gpu", "GB", "HBM GB/s", "BF16 TF", "FP8 TF", "FP4 TF", "NVLink GB/s", "intra", "aliases"],
                      rows, right={1, 2, 3, 4, 5, 6})
+    if what == "checkpoints":
+        cks = [cat.checkpoints()[k] for k in sorted(cat.checkpoints())]
+        if fmt == "json":
+            return to_json({c.repo_id: {k: v for k, v in asdict(c).items() if k != "repo_id"} for c in cks})
+        return table(["checkpoint", "architecture", "format", "precision", "quant_method", "block/group",
+                      "quantized", "kv"],
+                     [[c.repo_id, c.architecture, c.format, c.precision, c.quant_method,
+                       "x".join(map(str, c.block)) if c.block else (str(c.group_size) if c.group_size else "-"),
+                       c.quantized, c.kv_cache] for c in cks])
     models = [cat.models().entries[k] for k in cat.models().keys()]
     if fmt == "json":
         return to_json({m.key: {**{k: v for k, v in asdict(m).items() if k != "key"},
