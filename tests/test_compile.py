@@ -209,7 +209,8 @@ def test_flag_tables_record_their_source():
 
 
 def test_plan_group_counts_agree_across_targets(tmp_path):
-    """GPUs per replica = tp x pp x dpAttention; #SBATCH nodes x GPUs = GPUs per replica."""
+    """GPUs per replica = tp x pp x dpAttention; #SBATCH nodes x GPUs = the GPUs of the replicas
+    one job or array task runs; tasks x replicas per task = the group's replicas."""
     for spec in COMPILABLE:
         _, arts = compile_spec(spec, ("launch", "slurm"))
         files = {a.path: a.content for a in arts}
@@ -222,9 +223,10 @@ def test_plan_group_counts_agree_across_targets(tmp_path):
                                                                                  or p.endswith(f"-{g['pool']}.sbatch"))]
             d = dict(line[len("#SBATCH --"):].split("=", 1) for line in sbatch.splitlines() if line.startswith("#SBATCH --")
                      and "=" in line)
+            per_task = int(sbatch.split("\nreplicas=")[1].split("\n")[0])
             assert int(d["nodes"]) == g["nodesPerReplica"]
-            assert int(d["nodes"]) * int(d["gres"].split(":")[1]) == g["gpusPerReplica"]
-            assert int(d.get("array", "0-0").split("-")[1]) + 1 == g["replicas"]
+            assert int(d["nodes"]) * int(d["gres"].split(":")[1]) == g["gpusPerReplica"] * per_task
+            assert (int(d.get("array", "0-0").split("-")[1]) + 1) * per_task == g["replicas"]
             for e in plan["launch"]:
                 if e["group"] == i and e["argv"][:2] == ["vllm", "serve"]:
                     a = e["argv"]

@@ -33,7 +33,7 @@ HARNESS = ROOT / "tests" / "engines" / "vllm_judge.py"
 #: config are checked, ROCm kernel selection is not.
 CAPABILITY = {"volta": (7, 0), "ampere": (8, 0), "ada": (8, 9), "hopper": (9, 0), "blackwell": (10, 0),
               "cdna2": (9, 0), "cdna3": (9, 0), "cdna4": (9, 0)}
-VALUES = {engines.HEAD_ADDR: "10.0.0.1", engines.DP_START_RANK: "8", engines.NODE_RANK: "1"}
+VALUES = {engines.HEAD_ADDR: "10.0.0.1", engines.DP_START_RANK: "8", engines.NODE_RANK: "1", engines.PORT: "8000"}
 
 
 def judge_python() -> Path:

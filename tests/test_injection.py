@@ -165,7 +165,8 @@ def test_hostile_string(field, hostile, tmp_path):
         for c in engine_calls:
             assert value in c["argv"], c["argv"]
             plan = json.loads((out / "plan.json").read_text())
-            assert c["argv"] in [e["argv"] for e in plan["launch"]]
+            port = str(doc["deploy"]["port"])
+            assert c["argv"] in [[a.replace("$(PARC_PORT)", port) for a in e["argv"]] for e in plan["launch"]]
     assert not canary.exists(), "a hostile string executed a command"
 
 

@@ -38,7 +38,8 @@ def compiled(spec: Path) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str
 @functools.lru_cache(maxsize=None)
 def crd_schema(group_kind: str) -> dict[str, Any]:
     files = {"LeaderWorkerSet": "leaderworkerset.x-k8s.io_leaderworkersets.yaml",
-             "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml"}
+             "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+             "HTTPRoute": "gateway.networking.k8s.io_httproutes.yaml"}
     crd = YAML(typ="safe").load((CRDS / files[group_kind]).read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
     return strict(version["schema"]["openAPIV3Schema"])
@@ -65,7 +66,7 @@ def validate_object(obj: dict[str, Any]) -> None:
     import jsonschema
     import kubernetes_validate
 
-    if obj["kind"] in ("LeaderWorkerSet", "ServiceMonitor"):
+    if obj["kind"] in ("LeaderWorkerSet", "ServiceMonitor", "HTTPRoute"):
         jsonschema.Draft7Validator(crd_schema(obj["kind"])).validate(obj)
     else:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
@@ -257,3 +258,81 @@ def test_service_monitor_when_asked(tmp_path):
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
     validate_object(sm)
     assert [o for o in helm_render(values) if o["kind"] == "ServiceMonitor"][0] == sm
+
+
+HETERO = EXAMPLES / "llama3.1-70b-h100-a100-hetero.yaml"
+
+
+def test_weighted_routing_carries_the_planned_shares():
+    """Pool groups planned at different loads per replica: a Service per group and an HTTPRoute
+    whose weights are the planned shares; manifests, Helm values and plan.json agree."""
+    objs, values, plan = compiled(HETERO)
+    assert plan["routing"]["mode"] == "weighted" == values["routing"]["mode"]
+    loads = {g["pool"]: g["concurrencyPerReplica"] for g in plan["predicted"]["groups"]}
+    assert len(set(loads.values())) == 2
+    want = {g["pool"]: round(g["replicas"] * loads[g["pool"]]) for g in plan["placement"]["groups"]}
+    assert {w["pool"]: w["weight"] for w in plan["routing"]["weights"]} == want
+    (route,) = [o for o in objs if o["kind"] == "HTTPRoute"]
+    assert route["spec"]["parentRefs"] == [{"name": "inference-gateway", "namespace": "gateway-system"}]
+    stems = {g["pool"]: g["name"] for g in values["groups"]}
+    assert {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]} == \
+        {stems[p]: w for p, w in want.items()}
+    services = [o for o in objs if o["kind"] == "Service"]
+    assert sorted(s["metadata"]["name"] for s in services) == sorted(stems.values())
+    for svc in services:  # each Service selects only its group's serving pods
+        assert svc["spec"]["selector"]["app.kubernetes.io/instance"] == svc["metadata"]["name"]
+
+
+def test_without_a_gateway_every_replica_is_planned_at_the_same_load(tmp_path):
+    spec = tmp_path / "even.yaml"
+    text = HETERO.read_text()
+    spec.write_text(text[: text.index("    gateway:")])
+    _, arts = compile_spec(spec, ("kubernetes",))
+    files = {a.path: a.content for a in arts}
+    plan = json.loads(files["plan.json"])
+    assert plan["routing"]["mode"] == "even"
+    assert len({g["concurrencyPerReplica"] for g in plan["predicted"]["groups"]}) == 1
+    objs = yaml_docs(next(c for p, c in files.items() if p.startswith("kubernetes/")))
+    assert [o["kind"] for o in objs].count("Service") == 1 and "HTTPRoute" not in [o["kind"] for o in objs]
+
+
+def test_gated_models_get_the_token_by_default():
+    objs, values, _ = compiled(EXAMPLES / "llama3.3-70b-fp8-8xh100.yaml")  # the spec names no secret
+    assert values["hfTokenSecret"] == "hf-token"
+    (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN",
+                                                               "optional": True}}} in env
+
+
+def test_no_token_when_the_spec_turns_it_off(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text((EXAMPLES / "llama3.3-70b-fp8-8xh100.yaml").read_text().replace(
+        "      scheduler: kubernetes", "      scheduler: kubernetes\ndeploy:\n  kubernetes:\n    hfTokenSecret: \"\"", 1))
+    _, arts = compile_spec(spec, ("kubernetes",))
+    assert "HF_TOKEN" not in next(a.content for a in arts if a.path.startswith("kubernetes/"))
+
+
+def test_multi_node_pods_get_the_fabric_the_pool_names(tmp_path, run):
+    spec = tmp_path / "s.yaml"
+    text = (EXAMPLES / "llama3.1-405b-2x8xa100.yaml").read_text().replace("      scheduler: slurm\n", "")
+    spec.write_text(text.replace("      interNode: infiniband", "      interNode: infiniband\n      rdmaResource: "
+                                 "rdma/rdma_shared_device_a\n      networks: default/ib-net\n      ncclSocketIfname: eth0"
+                                 "\n      glooSocketIfname: eth0\n      scheduler: kubernetes", 1))
+    _, arts = compile_spec(spec, ("kubernetes",))
+    objs = yaml_docs(next(a.content for a in arts if a.path.startswith("kubernetes/")))
+    (lws,) = [o for o in objs if o["kind"] == "LeaderWorkerSet"]
+    for role in ("leaderTemplate", "workerTemplate"):
+        pod = lws["spec"]["leaderWorkerTemplate"][role]
+        res = pod["spec"]["containers"][0]["resources"]
+        assert res["requests"]["rdma/rdma_shared_device_a"] == res["limits"]["rdma/rdma_shared_device_a"] == "1"
+        assert pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == "default/ib-net"
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["NCCL_SOCKET_IFNAME"] == env["GLOO_SOCKET_IFNAME"] == "eth0"
+        validate_object(lws)
+    # without them, compile says on stderr what the pods will lack, and writes the same files
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(text.replace("      interNode: infiniband", "      interNode: infiniband\n      scheduler: kubernetes", 1))
+    code, out, err = run("compile", str(plain), "-o", str(tmp_path / "out"), "--target", "kubernetes")
+    assert code == 0
+    assert "warning: cluster.pools[0] (dgx-a100): multi-node pods over infiniband request no RDMA device" in err

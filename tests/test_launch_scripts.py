@@ -86,14 +86,15 @@ def test_engine_receives_exactly_the_plan_argv(spec, engine, tmp_path):
         script = scripts[0] if len(plan["placement"]["groups"]) == 1 else next(
             s for s in scripts if s.stem.endswith(plan["placement"]["groups"][entry["group"]]["pool"]))
         gpus = plan["placement"]["groups"][entry["group"]]["gpusPerReplica"]
+        port = str(free_port())
         fill = {"PARC_HEAD_ADDR": "10.1.2.3", "PARC_NODE_RANK": "1", "PARC_STUB_GPUS": str(gpus),
-                "PARC_STUB_PORT": str(free_port())}
+                "PARC_STUB_PORT": port, "PARC_PORT": port}
         calls = run_script(script, tmp_path, fill)
         last = calls[-1]
         local = plan["placement"]["groups"][entry["group"]]["gpusPerReplica"] // max(
             1, plan["placement"]["groups"][entry["group"]]["nodesPerReplica"]) // plan["placement"]["groups"][entry["group"]]["tp"]
         placeholders = {"PARC_HEAD_ADDR": "10.1.2.3", "PARC_CONFIG_DIR": str(out / "launch"),
-                        "PARC_DP_START_RANK": str(local)}
+                        "PARC_DP_START_RANK": str(local), "PARC_PORT": port}
         want = expected(entry["argv"], placeholders)
         assert last["argv"] == want
         for k, v in entry["env"].items():

@@ -125,7 +125,7 @@ def test_scripts_run_and_the_engine_gets_the_plan_argv(slurm_cluster, name, engi
         local = g["gpusPerReplica"] // g["nodesPerReplica"] // g["tp"]
         assert [c["argv"][c["argv"].index("--data-parallel-start-rank") + 1] for c in headless] == \
             [str(local * i) for i in range(1, g["nodesPerReplica"])]
-    want = [a.replace("$(PARC_HEAD_ADDR)", "127.0.0.1") for a in entry["argv"]]
+    want = [a.replace("$(PARC_HEAD_ADDR)", "127.0.0.1").replace("$(PARC_PORT)", str(port)) for a in entry["argv"]]
     config_dir = last["env"].get("PARC_CONFIG_DIR", "")
     want = [a.replace("$(PARC_CONFIG_DIR)", config_dir) for a in want]
     assert last["argv"] == want
@@ -134,3 +134,100 @@ def test_scripts_run_and_the_engine_gets_the_plan_argv(slurm_cluster, name, engi
     # the token reaches the engine from the submitting environment; no file carries it
     assert last["env"]["HF_TOKEN"] == "hf_from_env"
     assert "hf_from_env" not in script.read_text()
+
+
+def one_node(spec: Path, tmp: Path, port: int) -> Path | None:
+    """The example on one node of the test cluster (8 GPUs of its own kind), scheduled by SLURM,
+    listening from ``port`` up; None when its replicas span nodes (the multi-node runs above
+    cover those)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load(spec.read_text())
+    for pool in doc["cluster"]["pools"]:
+        pool["nodes"] = 1
+        pool["gpusPerNode"] = min(int(pool["gpusPerNode"]), 8)
+        pool["scheduler"] = "slurm"
+        pool.pop("interNode", None)
+        pool.pop("interNodeGbps", None)
+    doc["cluster"]["pools"] = doc["cluster"]["pools"][:1]
+    doc.setdefault("deploy", {})["port"] = port
+    doc["targets"] = ["launch", "slurm"]
+    p = tmp / f"{spec.stem}-one-node.yaml"
+    with open(p, "w") as fh:
+        yaml.dump(doc, fh)
+    return p
+
+
+def free_ports(n: int) -> int:
+    """A base port with ``n`` free ports from it up."""
+    for _ in range(50):
+        base = free_port()
+        if base + n < 65535 and all(_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+ONE_NODE = [s for s in COMPILABLE if "2x8" not in s.name]  # the others' replicas span nodes (RUNS above)
+
+
+@pytest.mark.parametrize("spec", ONE_NODE, ids=lambda p: p.stem)
+def test_every_replica_a_node_holds_runs_at_once_and_scancel_stops_them(slurm_cluster, spec, tmp_path):  # noqa: F811
+    """Replicas that share a node are one job of several steps: on the real slurmctld every
+    planned replica of the example (on one 8-GPU node) serves at the same time, each on its own
+    GPUs and port, and `scancel` stops every one."""
+    import time
+
+    base = free_ports(8)
+    variant_spec = one_node(spec, tmp_path, base)
+    plan, scripts = sbatches(variant_spec, tmp_path / "out")
+    (g,) = plan["placement"]["groups"]
+    assert g["nodesPerReplica"] == 1
+    (script,) = scripts
+    text = script.read_text()
+    assert "--array" not in text  # one node holds every replica: one job
+    per_node = int(variant_spec.read_text().split("gpusPerNode: ")[1].split()[0])
+    assert ("#SBATCH --exclusive" in text) == (g["replicas"] * g["gpusPerReplica"] == per_node)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for n in NAMES:
+        (bin_dir / n).symlink_to(STUB)
+    log = tmp_path / "engine.log"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PARC_STUB_LOG": str(log), "PARC_STUB_SERVE_SECONDS": "300",
+           "PARC_HEALTH_INTERVAL": "1"}
+    job = slurm_cluster.submit(script, env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    out = ""
+    while time.monotonic() < deadline:
+        out = "".join(p.read_text() for p in tmp_path.glob("*.out"))
+        if out.count("is serving on") >= g["replicas"]:
+            break
+        assert slurm_cluster.state(job) in ("PENDING", "RUNNING", "CONFIGURING"), out + slurm_cluster.logs()
+        time.sleep(0.5)
+    started = [ln.split() for ln in out.splitlines() if ln.startswith("parc: replica ") and " GPUs " in ln]
+    assert out.count("is serving on") == len(started) == g["replicas"], out + slurm_cluster.logs()
+    ports = [ln[ln.index("port") + 1] for ln in started]
+    gpus = [ln[ln.index("GPUs") + 1] for ln in started]
+    assert sorted(ports) == [str(base + i) for i in range(g["replicas"])]
+    ids = [d for gs in gpus for d in gs.split(",")]
+    assert len(ids) == len(set(ids)) == g["replicas"] * g["gpusPerReplica"], gpus  # distinct GPUs per step
+    serving = [json.loads(line) for line in log.read_text().splitlines() if '"argv"' in line]
+    assert len(serving) == g["replicas"]
+    slurm_cluster.cancel(job)
+    assert slurm_cluster.wait(job, timeout=60) == "CANCELLED"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        stopped = [json.loads(line) for line in log.read_text().splitlines() if '"stopped"' in line]
+        if len(stopped) == g["replicas"]:
+            break
+        time.sleep(0.5)
+    assert sorted(str(s["stopped"]) for s in stopped) == sorted(ports)

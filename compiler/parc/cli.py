@@ -171,7 +171,13 @@ def compile_(specs: tuple[str, ...], output: str, check: bool, targets: tuple[st
 
         paths = spec_files(specs)
         many = len(specs) > 1 or Path(specs[0]).is_dir()
-        arts = compile_many(paths, targets or None) if many else compile_spec(paths[0], targets or None)[1]
+        warned: list[str] = []
+        arts = compile_many(paths, targets or None, warned) if many else \
+            compile_spec(paths[0], targets or None, warnings=warned)[1]
+        for w in warned:
+            from parc.errors import printable
+
+            click.echo(printable(w), err=True)
         out = Path(output)
         if check:
             write.check(out, arts)

@@ -34,18 +34,23 @@ def check_launch(plan: plan_stage.Plan) -> None:
                 raise AssertionError(f"parc emitted an argv its {pg.engine} flag table rejects: {bad}")
 
 
-def compile_spec(path: str | Path, targets: tuple[str, ...] | None = None, top: int = 5) -> tuple[str, list[Any]]:
-    """Load .. render one spec: (metadata.name, artifacts). ``targets`` overrides the spec's."""
+def compile_spec(path: str | Path, targets: tuple[str, ...] | None = None, top: int = 5,
+                 warnings: list[str] | None = None) -> tuple[str, list[Any]]:
+    """Load .. render one spec: (metadata.name, artifacts). ``targets`` overrides the spec's;
+    what the deployment will lack is appended to ``warnings`` (as ``file: message``)."""
     from parc.targets import Inputs, build
 
     res = load_and_resolve(path)
     plan = plan_stage.build(res, solve(res, top=top))
     check_launch(plan)
+    if warnings is not None:
+        warnings += [f"{res.file}: warning: {w}" for w in plan.warnings]
     chosen = targets or res.targets
     return res.spec.metadata.name, build(Inputs(res, plan), tuple(chosen))
 
 
-def compile_many(paths: list[Path], targets: tuple[str, ...] | None = None) -> list[Any]:
+def compile_many(paths: list[Path], targets: tuple[str, ...] | None = None,
+                 warnings: list[str] | None = None) -> list[Any]:
     """Several specs: each into ``<metadata.name>/``; duplicate names are an error."""
     from parc.errors import UsageError
     from parc.targets import Artifact
@@ -53,7 +58,7 @@ def compile_many(paths: list[Path], targets: tuple[str, ...] | None = None) -> l
     seen: dict[str, Path] = {}
     out: list[Artifact] = []
     for p in paths:
-        name, arts = compile_spec(p, targets)
+        name, arts = compile_spec(p, targets, warnings=warnings)
         if name in seen:
             raise UsageError(f"{p}: metadata.name {name!r} is also used by {seen[name]}; names must be unique "
                              "when compiling several specs")

@@ -35,6 +35,7 @@ class PlanGroup:
     gpus_per_node: int  # GPUs of one replica on each of its nodes
     launcher: str  # single | ray | mpi | dp (how a replica starts)
     settings: Settings
+    load: float  # concurrent requests planned per replica
     weights_gib_per_gpu: float
     job: Job
     processes: tuple[Process, ...]
@@ -50,6 +51,17 @@ class PlanGroup:
 
 
 @dataclass(frozen=True)
+class Routing:
+    """How requests reach the groups on Kubernetes: ``single`` (one group), ``even`` (one
+    Service: every replica planned at the same load), ``weighted`` (a Service per group and an
+    HTTPRoute whose backend weights are each group's planned share of the concurrency)."""
+
+    mode: str
+    weights: tuple[int, ...]  # per plan group: replicas x planned load (0 outside the route)
+    why: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """The chosen plan, typed; :meth:`document` is plan.json."""
 
@@ -57,6 +69,8 @@ class Plan:
     engine: str
     version: str | None
     groups: tuple[PlanGroup, ...]
+    routing: Routing
+    warnings: tuple[str, ...]
     document: dict[str, Any]
 
     @property
@@ -245,8 +259,50 @@ def plan_groups(res: Resolved, sol: Solution) -> tuple[PlanGroup, ...]:
             index=i, stem=name if len(sol.groups) == 1 else f"{name}-{g.cand.pool.name}", pool=g.cand.pool,
             engine=g.cand.engine, shape=g.cand.shape, replicas=g.replicas, nodes_per_replica=g.cand.nodes_per_replica,
             gpus_per_node=j.gpus_per_node, launcher=eng.launcher(j), settings=g.settings(res.max_context_length),
+            load=g.load,
             weights_gib_per_gpu=g.chunk.memory.weights / cm.GIB, job=j, processes=eng.processes(j),
             files=eng.config_files(j)))
+    return tuple(out)
+
+
+def routing(res: Resolved, groups: tuple[PlanGroup, ...]) -> Routing:
+    """How a Kubernetes deployment spreads requests so each group gets its planned load."""
+    k8s = [g for g in groups if g.pool.scheduler == "kubernetes"] or list(groups)
+    zero = tuple(0 for _ in groups)
+    if len(k8s) <= 1:
+        return Routing("single", zero, "one pool group: its Service spreads requests evenly over its replicas")
+    loads = [g.load for g in k8s]
+    if max(loads) <= min(loads) * 1.01:
+        why = (f"every replica of the {len(k8s)} pool groups is planned at {loads[0]:.0f} concurrent requests, so "
+               "one Service's even spreading serves the planned load")
+        if res.spec.deploy.kubernetes.gateway is None:
+            why += " (without deploy.kubernetes.gateway the solver plans the same load everywhere)"
+        return Routing("even", zero, why)
+    weights = tuple(max(1, round(g.replicas * g.load)) if g in k8s else 0 for g in groups)
+    total = sum(weights)
+    shares = ", ".join(f"{g.pool.name} {w / total * 100:.0f}% ({g.replicas} x {g.load:.0f} requests)"
+                       for g, w in zip(groups, weights) if w)
+    return Routing("weighted", weights, f"groups serve different loads per replica: an HTTPRoute on Gateway "
+                                        f"{res.spec.deploy.kubernetes.gateway.name if res.spec.deploy.kubernetes.gateway else ''} "
+                                        f"sends {shares}")
+
+
+def warnings(res: Resolved, groups: tuple[PlanGroup, ...]) -> tuple[str, ...]:
+    """What the deployment will lack, said on stderr at compile (the output is unchanged)."""
+    out = []
+    for g in groups:
+        p = g.pool
+        if g.nodes_per_replica > 1 and p.inter_node in ("infiniband", "roce") and p.scheduler == "kubernetes":
+            if not p.rdma_resource:
+                out.append(f"cluster.pools[{p.index}] ({p.name}): multi-node pods over {p.inter_node} request no RDMA "
+                           "device; set rdmaResource (e.g. rdma/rdma_shared_device_a or nvidia.com/hostdev) unless the "
+                           "cluster injects it, or NCCL falls back to TCP sockets")
+            if not p.networks:
+                out.append(f"cluster.pools[{p.index}] ({p.name}): no Multus network for the {p.inter_node} fabric; set "
+                           "networks if the RDMA interfaces are a secondary network")
+        if g.nodes_per_replica > 1 and not dict(p.fabric_env).get("NCCL_SOCKET_IFNAME"):
+            out.append(f"cluster.pools[{p.index}] ({p.name}): NCCL and Gloo pick their bootstrap interface themselves; "
+                       "set ncclSocketIfname / glooSocketIfname if the nodes have several")
     return tuple(out)
 
 
@@ -261,6 +317,7 @@ def build(res: Resolved, result: Result) -> Plan:
     best = result.best
     engine = best.engine
     groups = plan_groups(res, best)
+    route = routing(res, groups)
     doc = {
         "apiVersion": "parc.dev/v1alpha1",
         "kind": "Plan",
@@ -281,6 +338,9 @@ def build(res: Resolved, result: Result) -> Plan:
         "calibration": calibration(res, best),
         "notes": notes(best, res, groups) + recipe_notes(result, _band(res, best)),
         "recipe": recipe_doc(result),
+        "routing": {"mode": route.mode, "why": route.why,
+                    "weights": [{"group": g.index, "pool": g.pool.name, "weight": w}
+                                for g, w in zip(groups, route.weights) if w]},
         "alternatives": [
             {"engine": a.engine, "placement": placement(a), "predicted": predicted(a), "score": score(a, result.objective),
              "meetsSlo": a.meets_slo}
@@ -289,7 +349,7 @@ def build(res: Resolved, result: Result) -> Plan:
         "rejected": [_rejected(r) for r in sorted(result.rejections, key=_rej_key)],
         "launch": launch_entries(groups),
     }
-    return Plan(res.spec.metadata.name, engine, res.spec.engine.version, groups, doc)
+    return Plan(res.spec.metadata.name, engine, res.spec.engine.version, groups, route, warnings(res, groups), doc)
 
 
 def _band(res: Resolved, sol: Solution) -> float | None:
@@ -364,4 +424,4 @@ def _rej_key(r: Rejection) -> tuple[Any, ...]:
     return (r.kind, r.engine, r.pool, r.shape)
 
 
-__all__ = ["Plan", "PlanGroup", "build", "placement", "predicted", "score", "notes", "calibration"]
+__all__ = ["Plan", "PlanGroup", "Routing", "build", "placement", "predicted", "score", "notes", "calibration"]

@@ -37,6 +37,9 @@ class ResolvedPool:
     inter_node_gbps: float  # per GPU, Gbit/s
     scheduler: str
     fabric_env: tuple[tuple[str, str], ...] = ()  # NCCL/Gloo interface settings for multi-node replicas
+    rdma_resource: str = ""  # Kubernetes extended resource of the RDMA devices ("" = none requested)
+    rdma_per_pod: int = 1
+    networks: str = ""  # Multus networks annotation of multi-node pods
 
     @property
     def gpus(self) -> int:
@@ -236,7 +239,8 @@ def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tupl
                                         ("NCCL_IB_HCA", pool.nccl_ib_hca),
                                         ("NCCL_SOCKET_IFNAME", pool.nccl_socket_ifname)) if v)
         out.append(ResolvedPool(i, pool.name, gpu, pool.nodes, pool.gpus_per_node, intra, domain, inter,
-                                float(gbps), pool.scheduler, env))
+                                float(gbps), pool.scheduler, env, pool.rdma_resource or "", pool.rdma_per_pod,
+                                pool.networks or ""))
     return tuple(out)
 
 

@@ -380,6 +380,9 @@ class _Evaluator:
         self.ttft = slo.ttft_ms / 1e3 if slo.ttft_ms else None
         self.tpot = slo.tpot_ms / 1e3 if slo.tpot_ms else None
         self.objective = slo.objective
+        # one Service spreads requests evenly: without a Gateway for weighted routing, every
+        # replica is planned at the same load
+        self.even = res.spec.deploy.kubernetes.gateway is None
         self.cache: dict[tuple[Candidate, float], cm.Timing] = {}
         self.max_ok: dict[Candidate, int] = {}
         self.prepared: dict[tuple[Candidate, int], cm.Prepared] = {}
@@ -567,6 +570,8 @@ def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowe
     for thr, chosen in sorted(best.values(), key=lambda v: -v[0])[:8]:
         if not chosen:
             continue
+        if ev.even and sum(1 for c, _, _ in chosen if c.pool.scheduler == "kubernetes") > 1:
+            chosen = _even(ev, chosen)
         sol = ev.solution(list(chosen))
         if conc is not None:
             capacity = sum(r * load for _, r, load in chosen)
@@ -576,6 +581,23 @@ def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowe
                                              f"workload.concurrency is {conc}",))
         sols.append(sol)
     return sols
+
+
+def _even(ev: _Evaluator, chosen: tuple[tuple[Candidate, int, float], ...]) -> tuple[tuple[Candidate, int, float], ...]:
+    """The same load on every replica (what one Service's even spreading gives): the common
+    load, at most what every group holds within the SLO, that maximises the total throughput."""
+    top = min(ev.max_ok_load(c) for c, _, _ in chosen)
+    loads = {float(top)} | {load for _, _, load in chosen if load <= top}
+    probe = top
+    while probe > 1:
+        probe //= 2
+        loads.add(float(probe))
+
+    def total(load: float) -> float:
+        return sum(r * ev.timing(c, load).throughput for c, r, _ in chosen)
+
+    best = max(sorted(loads), key=total)
+    return tuple((c, r, best) for c, r, _ in chosen)
 
 
 def _loads(conc: int, max_replicas: int) -> list[int]:

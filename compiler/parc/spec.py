@@ -209,6 +209,19 @@ class Pool(_Model):
         default=None, pattern=r"^[A-Za-z0-9_.:-]+(,[A-Za-z0-9_.:-]+)*$", max_length=256,
         description="GLOO_SOCKET_IFNAME for multi-node replicas: the interface torch.distributed's Gloo uses "
         "(vLLM's EP guide: the Ethernet interface on InfiniBand clusters). Default: unset.")
+    rdma_resource: str | None = Field(
+        default=None, pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        max_length=253,
+        description="Kubernetes extended resource of the RDMA devices a multi-node pod requests on InfiniBand/RoCE "
+        "(e.g. rdma/rdma_shared_device_a from the RDMA shared device plugin, nvidia.com/hostdev from SR-IOV). "
+        "Default: none (the cluster must inject the devices).")
+    rdma_per_pod: PositiveInt = Field(default=1, le=64, description="How many of rdmaResource each pod requests. "
+                                      "Default: 1.")
+    networks: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9./@]*[a-z0-9])?(,[a-z0-9]([-a-z0-9./@]*[a-z0-9])?)*$",
+        max_length=1024,
+        description="Multus secondary networks of multi-node pods (the k8s.v1.cni.cncf.io/networks annotation, "
+        "e.g. default/ib-sriov). Default: none.")
     nccl_ib_hca: str | None = Field(
         default=None, pattern=r"^[=^]?[A-Za-z0-9_.:-]+(,[=^]?[A-Za-z0-9_.:-]+)*$", max_length=512,
         description="NCCL_IB_HCA for multi-node replicas: the InfiniBand/RoCE HCAs NCCL uses (e.g. mlx5). "
@@ -306,15 +319,41 @@ class ModelCache(_Model):
         return self
 
 
+class GatewayRef(_Model):
+    """A Gateway API Gateway (gateway.networking.k8s.io/v1) an HTTPRoute attaches to."""
+
+    name: str = Field(description="Name of the Gateway.")
+    namespace: str | None = Field(default=None, description="Its namespace. Default: the deployment's.")
+    section_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=253,
+                                     description="Listener of the Gateway to attach to. Default: all.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _dns_label(v, "Gateway name")
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str | None) -> str | None:
+        return _dns_label(v, "namespace") if v is not None else v
+
+
 class KubernetesDeploy(_Model):
     """Kubernetes placement details."""
 
     namespace: str = Field(default="default", description="Namespace of every object. Default: default.")
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(default="ClusterIP")
-    hf_token_secret: str | None = Field(
-        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
-        description="Secret holding the Hugging Face token (key HF_TOKEN). Default: none."
+    hf_token_secret: str = Field(
+        default="hf-token", pattern=r"^$|^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Secret holding the Hugging Face token (key HF_TOKEN), referenced with optional: true so pods "
+        "of public models start without it. Default: hf-token. \"\" passes no token."
     )
+    gateway: GatewayRef | None = Field(
+        default=None,
+        description="Gateway API Gateway that fronts the deployment. With it, a plan whose pool groups serve "
+        "different loads per replica gets one Service per group and an HTTPRoute with backend weights in the "
+        "planned proportion; without it the solver plans the same load on every replica, so one Service's "
+        "even spreading matches the plan. Default: none.")
     model_cache: ModelCache = Field(
         default_factory=lambda: ModelCache.model_validate({"emptyDir": True}), description="Default: an emptyDir."
     )
@@ -352,6 +391,13 @@ class SlurmDeploy(_Model):
     container_image: str | None = Field(
         default=None, min_length=1, max_length=512,
         description="pyxis/enroot image for srun --container-image. Default: none (bare metal).")
+    drain_seconds: int = Field(
+        default=120, ge=0, le=86400,
+        description="SLURM sends the batch script SIGTERM this long before the time limit (--signal=B:TERM@N), "
+        "so the engines drain in-flight requests and stop cleanly; 0 disables. Default: 120.")
+    requeue: bool = Field(
+        default=False, description="Let SLURM requeue the job after a node failure or preemption (--requeue). "
+        "Default: false (--no-requeue).")
 
     @field_validator("container_image")
     @classmethod

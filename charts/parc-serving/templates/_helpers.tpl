@@ -35,7 +35,8 @@ metadata:
     {{- if $serving }}
     parc.dev/serving: "true"
     {{- end }}
-  {{- with $v.podAnnotations }}
+  {{- $annotations := merge (deepCopy ($g.annotations | default dict)) (deepCopy ($v.podAnnotations | default dict)) }}
+  {{- with $annotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -75,6 +76,7 @@ spec:
             secretKeyRef:
               name: {{ $v.hfTokenSecret | toJson }}
               key: HF_TOKEN
+              optional: true
         {{- end }}
       {{- if $serving }}
       ports:
@@ -87,8 +89,14 @@ spec:
           cpu: {{ $g.cpu | toJson }}
           memory: {{ $g.memory | toJson }}
           {{ $g.gpuResource }}: {{ $g.gpusPerPod | toString | toJson }}
+          {{- range $k, $n := $g.extraResources }}
+          {{ $k }}: {{ $n | toJson }}
+          {{- end }}
         limits:
           {{ $g.gpuResource }}: {{ $g.gpusPerPod | toString | toJson }}
+          {{- range $k, $n := $g.extraResources }}
+          {{ $k }}: {{ $n | toJson }}
+          {{- end }}
       volumeMounts:
         - name: shm
           mountPath: /dev/shm

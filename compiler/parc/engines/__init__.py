@@ -37,7 +37,8 @@ HEAD_ADDR = "PARC_HEAD_ADDR"  # address of the replica's first node
 CONFIG_DIR = "PARC_CONFIG_DIR"  # directory of parc's generated engine config files
 NODE_RANK = "PARC_NODE_RANK"  # index of this node within the replica (0 = head)
 DP_START_RANK = "PARC_DP_START_RANK"  # first data-parallel rank of this node (NODE_RANK x local ranks)
-PLACEHOLDERS = (HEAD_ADDR, CONFIG_DIR, NODE_RANK, DP_START_RANK)
+PORT = "PARC_PORT"  # the port the server listens on: deploy.port (+ the slot of a replica sharing a SLURM node)
+PLACEHOLDERS = (HEAD_ADDR, CONFIG_DIR, NODE_RANK, DP_START_RANK, PORT)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ Long option names only: ``-p`` is claimed by both --port and --prometheus-port."
 
 from __future__ import annotations
 
-from parc.engines import ConfigFile, Job, Process, env_pairs, num
+from parc.engines import PORT, ConfigFile, Job, Process, env_pairs, num
 
 DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 QUANTIZE = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
@@ -18,7 +18,7 @@ class Tgi:
 
     def processes(self, job: Job) -> tuple[Process, ...]:
         argv = ["text-generation-launcher", "--model-id", job.model_id, "--hostname", "0.0.0.0",
-                "--port", str(job.port), "--num-shard", str(job.tp),
+                "--port", f"$({PORT})", "--num-shard", str(job.tp),
                 "--max-input-tokens", str(job.max_model_len - 1), "--max-total-tokens", str(job.max_model_len),
                 "--max-batch-prefill-tokens", str(max(job.max_num_batched_tokens, job.max_model_len - 1)),
                 "--max-concurrent-requests", str(job.max_num_seqs),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from parc.engines import CONFIG_DIR, ConfigFile, Job, Process, env_pairs, num
+from parc.engines import CONFIG_DIR, PORT, ConfigFile, Job, Process, env_pairs, num
 
 OPTIONS = "trtllm-extra-llm-api-options.yaml"
 #: MoE backend by (checkpoint format, GPU architecture) where the default (CUTLASS) does not run
@@ -46,7 +46,7 @@ class Trtllm:
         return opts
 
     def processes(self, job: Job) -> tuple[Process, ...]:
-        argv = ["trtllm-serve", job.model_id, "--host", "0.0.0.0", "--port", str(job.port),
+        argv = ["trtllm-serve", job.model_id, "--host", "0.0.0.0", "--port", f"$({PORT})",
                 "--backend", "pytorch", "--tp_size", str(job.tp * job.dpa), "--pp_size", str(job.pp),
                 "--ep_size", str(job.ep), "--max_batch_size", str(job.max_num_seqs),
                 "--max_num_tokens", str(job.max_num_batched_tokens), "--max_seq_len", str(job.max_model_len),

@@ -15,7 +15,7 @@ its own scheduler).
 
 from __future__ import annotations
 
-from parc.engines import DP_START_RANK, HEAD_ADDR, ConfigFile, Job, Process, env_pairs, num
+from parc.engines import DP_START_RANK, HEAD_ADDR, PORT, ConfigFile, Job, Process, env_pairs, num
 
 RAY_PORT = 6379
 DP_RPC_PORT = 13345
@@ -39,7 +39,7 @@ class Vllm:
         return "dp" if job.tp * job.dpa > job.gpus_per_node else "ray"
 
     def _serve(self, job: Job) -> list[str]:
-        argv = ["vllm", "serve", job.model_id, "--host", "0.0.0.0", "--port", str(job.port),
+        argv = ["vllm", "serve", job.model_id, "--host", "0.0.0.0", "--port", f"$({PORT})",
                 "--tensor-parallel-size", str(job.tp), "--pipeline-parallel-size", str(job.pp)]
         if job.dpa > 1:
             argv += ["--data-parallel-size", str(job.dpa)]

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from parc.resolve import Resolved
 
 
+#: CPU cores reserved per GPU (Kubernetes requests, SLURM steps): tokenisation, scheduling and
+#: weight loading go through the host.
+CPU_PER_GPU = 4
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One output file: path relative to the output directory, bytes, permission bits."""

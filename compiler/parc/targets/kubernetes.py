@@ -23,7 +23,7 @@ from parc import engines
 from parc.errors import InfeasibleError, UsageError
 from parc.plan import PlanGroup
 from parc.render import render
-from parc.targets import Artifact, Inputs
+from parc.targets import CPU_PER_GPU, Artifact, Inputs
 from parc.targets.launch import build as launch_files
 from parc.targets.launch import header, script_name
 
@@ -32,9 +32,7 @@ CACHE_MOUNT = "/var/cache/parc/huggingface"
 SHM_SIZE = "16Gi"  # NCCL and the engines' shared-memory transports (vLLM docs recommend a large /dev/shm)
 GRACE_SECONDS = 60
 METRICS = "/metrics"
-#: CPU and host memory requested per GPU: tokenisation, scheduling and weight loading
-#: (engines load safetensors through host memory).
-CPU_PER_GPU = 4
+#: Host memory requested per GPU (engines load safetensors through host memory).
 MEM_GIB_PER_GPU = 16
 
 
@@ -89,7 +87,7 @@ def group_values(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
     if g.launcher == "mpi":
         raise InfeasibleError(f"target kubernetes: a {g.engine} replica across {g.nodes_per_replica} nodes needs an "
                               "MPI launcher parc does not generate for Kubernetes; use engine vllm, or the slurm target")
-    extra: dict[str, str] = {"HF_HOME": CACHE_MOUNT}
+    extra: dict[str, str] = {"HF_HOME": CACHE_MOUNT, engines.PORT: str(inputs.res.spec.deploy.port)}
     if any(f"$({engines.CONFIG_DIR})" in a for p in g.processes for a in p.argv):
         extra[engines.CONFIG_DIR] = CONFIG_MOUNT
     caps = ["IPC_LOCK"] if multi and g.pool.inter_node in ("infiniband", "roce") else []
@@ -125,6 +123,10 @@ def group_values(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
         "memory": f"{MEM_GIB_PER_GPU * g.gpus_per_node}Gi",
         "startupSeconds": _startup_seconds(g.weights_gib_per_gpu),
         "capabilities": caps,
+        "extraResources": ({g.pool.rdma_resource: str(g.pool.rdma_per_pod)}
+                           if multi and g.pool.rdma_resource else {}),
+        "annotations": ({"k8s.v1.cni.cncf.io/networks": g.pool.networks} if multi and g.pool.networks else {}),
+        "weight": 0,
         "leader": leader,
         "worker": worker,
     }
@@ -167,7 +169,9 @@ def values(inputs: Inputs) -> dict[str, Any]:
         "nodeSelector": dict(sorted(k.node_selector.items())),
         "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in k.tolerations],
         "files": files,
-        "groups": [group_values(inputs, g) for g in mine],
+        "routing": {"mode": inputs.plan.routing.mode,
+                    "gateway": (k.gateway.model_dump(by_alias=True, exclude_none=True) if k.gateway else None)},
+        "groups": [{**group_values(inputs, g), "weight": inputs.plan.routing.weights[g.index]} for g in mine],
     }
 
 
@@ -191,8 +195,9 @@ def _pod(v: dict[str, Any], g: dict[str, Any], role: str, proc: dict[str, Any]) 
         labels["parc.dev/serving"] = "true"
     env = list(proc["env"])
     if v["hfTokenSecret"]:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": v["hfTokenSecret"], "key": "HF_TOKEN"}}})
-    gpu = {g["gpuResource"]: str(g["gpusPerPod"])}  # quantities are strings in the API's client models
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": v["hfTokenSecret"], "key": "HF_TOKEN",
+                                                                          "optional": True}}})
+    gpu = {g["gpuResource"]: str(g["gpusPerPod"]), **g["extraResources"]}  # quantities are strings in the client models
     container: dict[str, Any] = {
         "name": "engine",
         "image": v["image"],
@@ -245,8 +250,9 @@ def _pod(v: dict[str, Any], g: dict[str, Any], role: str, proc: dict[str, Any]) 
     spec["containers"] = [container]
     spec["volumes"] = volumes
     meta: dict[str, Any] = {"labels": labels}
-    if v["podAnnotations"]:
-        meta["annotations"] = dict(v["podAnnotations"])
+    annotations = {**v["podAnnotations"], **g["annotations"]}
+    if annotations:
+        meta["annotations"] = dict(sorted(annotations.items()))
     return {"metadata": meta, "spec": spec}
 
 
@@ -293,10 +299,25 @@ def objects(v: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": _meta(v, f"{v['name']}-parc", _labels(v, v["name"], "config")),
                     "data": dict(sorted(v["files"].items()))})
-    out.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(v, v["name"], common),
-                "spec": {"type": v["service"]["type"], "selector": serving,
-                         "ports": [{"name": "http", "port": v["port"], "targetPort": "http", "protocol": "TCP"}]}})
+    ports = [{"name": "http", "port": v["port"], "targetPort": "http", "protocol": "TCP"}]
+    weighted = v["routing"]["mode"] == "weighted"
+    if not weighted:
+        out.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(v, v["name"], common),
+                    "spec": {"type": v["service"]["type"], "selector": serving, "ports": ports}})
+    else:  # one Service per group, weighted by the HTTPRoute below
+        for g in v["groups"]:
+            out.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(v, g["name"], _labels(v, g["name"], "server")),
+                        "spec": {"type": v["service"]["type"],
+                                 "selector": {**serving, "app.kubernetes.io/instance": g["name"]}, "ports": ports}})
     out += [_workload(v, g) for g in v["groups"]]
+    if weighted:
+        gw = v["routing"]["gateway"]
+        out.append({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                    "metadata": _meta(v, v["name"], common),
+                    "spec": {"parentRefs": [dict(gw)],
+                             "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                        "backendRefs": [{"name": g["name"], "port": v["port"], "weight": g["weight"]}
+                                                        for g in v["groups"]]}]}})
     out.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(v, v["name"], common),
                 "spec": {"maxUnavailable": 1, "selector": {"matchLabels": serving}}})
     if v["serviceMonitor"]["enabled"]:

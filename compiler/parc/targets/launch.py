@@ -34,12 +34,12 @@ def needs(argv: tuple[str, ...]) -> list[str]:
     return [v for v in engines.PLACEHOLDERS if f"$({v})" in text]
 
 
-def process(g: PlanGroup, p: Process) -> dict[str, Any]:
+def process(g: PlanGroup, p: Process, port: int) -> dict[str, Any]:
     """Template variables for one process: argv, environment, the placeholders it needs from
     the caller, the Ray bootstrap of a Ray head, the data-parallel start rank of a DP worker."""
     wanted = needs(p.argv)
     dp_start = engines.DP_START_RANK in wanted
-    caller = [v for v in wanted if v not in (engines.CONFIG_DIR, engines.DP_START_RANK)]
+    caller = [v for v in wanted if v not in (engines.CONFIG_DIR, engines.DP_START_RANK, engines.PORT)]
     if dp_start:
         caller.append(engines.NODE_RANK)
     return {
@@ -52,6 +52,7 @@ def process(g: PlanGroup, p: Process) -> dict[str, Any]:
         "ray_head_gpus": g.shape.gpus if (g.launcher == "ray" and p.role == "head") else 0,
         "ray_port": RAY_PORT,
         "dp_local": g.gpus_per_node // g.shape.tp if dp_start else 0,
+        "port": port if engines.PORT in wanted else 0,
     }
 
 
@@ -76,6 +77,6 @@ def build(inputs: Inputs) -> list[Artifact]:
     arts = []
     for g in inputs.plan.groups:
         for p in g.processes:
-            body = render("launch/process.sh.j2", h=header(inputs), p=process(g, p))
+            body = render("launch/process.sh.j2", h=header(inputs), p=process(g, p, inputs.res.spec.deploy.port))
             arts.append(Artifact(f"launch/{script_name(inputs, g, p)}", body, 0o755))
     return arts + config_files(inputs)
