@@ -85,6 +85,7 @@ def test_foreign_files_are_kept_and_stale_generated_files_removed(run, tmp_path)
     # same name, now a single-node plan: the head/worker scripts become stale
     spec = tmp_path / "s.yaml"
     spec.write_text((EXAMPLES / "llama3.1-405b-2x8xa100.yaml").read_text().replace("precision: bf16", "precision: int4")
+                    .replace("id: meta-llama/Llama-3.1-405B-Instruct", "id: hugging-quants/Meta-Llama-3.1-405B-Instruct-AWQ-INT4")
                     .replace("nodes: 2", "nodes: 1"))
     code, _, err = run("compile", str(spec), "-o", str(out))
     assert code == 0, err

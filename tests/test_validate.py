@@ -86,11 +86,18 @@ def test_single_mistakes(run, write, change, expected):
 
 def test_engine_precision_combination(run, write):
     p = write(MINIMAL + "engine:\n  name: tgi\n").read_text()
-    p = write(p.replace("id: meta-llama/Llama-3.1-8B-Instruct", "id: meta-llama/Llama-3.1-8B-Instruct\n  precision: fp4"))
-    code, _, err = run("validate", str(p))
+    q = write(p.replace("id: meta-llama/Llama-3.1-8B-Instruct", "id: my-org/llama-8b-nvfp4\n  architecture: llama-3.1-8b"
+                                                              "\n  precision: fp4"))
+    code, _, err = run("validate", str(q))
     assert code == 2
-    assert f"{p}:7:14: model.precision: TGI does not run nvfp4 (fp4) checkpoints on any GPU (it runs bf16, fp16, " \
+    assert f"{q}:8:14: model.precision: TGI does not run nvfp4 (fp4) checkpoints on any GPU (it runs bf16, fp16, " \
            "fp8, awq, gptq, int8); change the precision, the checkpoint or engine.name" in err
+    # the official repo ships BF16: fp4 is not a precision it can be served in, whatever the engine
+    r = write(p.replace("id: meta-llama/Llama-3.1-8B-Instruct", "id: meta-llama/Llama-3.1-8B-Instruct\n  precision: fp4"))
+    code, _, err = run("validate", str(r))
+    assert code == 2
+    assert f"{r}:7:14: model.precision: meta-llama/Llama-3.1-8B-Instruct ships bf16 weights (bf16, per its config.json); " \
+           "it cannot be served as fp4: remove model.precision, or set model.id to a fp4 checkpoint" in err
 
 
 def test_nvlink_on_pcie_only_gpu(run, write):

@@ -180,16 +180,26 @@ def _resolve_checkpoint(model: Any, arch: ModelArch, shipped: Checkpoint | None,
     """The weights as served. model.precision defaults to the checkpoint's; fp8 on a 16-bit
     checkpoint is FP8 quantized at load; any other mismatch is an error (parc does not quantize)."""
     want = model.precision
+    if shipped is None and model.id.lower() in {h.lower() for h in arch.hf_ids}:
+        # the architecture's own repos ship the model's 16-bit weights (quantized releases of
+        # official repos are in the checkpoint catalog)
+        dtype = "fp16" if arch.torch_dtype == "float16" else "bf16"
+        shipped = Checkpoint(model.id, arch.key, dtype, dtype, "", (), 0, "all", "auto",
+                             f"{arch.config_source} (torch_dtype {arch.torch_dtype}, no quantization_config)")
     if shipped is None:
         prec = want or ("fp16" if arch.torch_dtype == "float16" else "bf16")
         return catalog.assumed_checkpoint(model.id, arch.key, prec, "model.precision (the checkpoint is not in "
                                           "parc's catalog and no configPath gives its quantization_config)")
     if want is None or want == shipped.precision:
         return shipped
+    if shipped.format in ("bf16", "fp16") and want in ("bf16", "fp16"):  # a 16-bit cast at load
+        return Checkpoint(shipped.repo_id, shipped.architecture, want, want, "", (), 0, "all", shipped.kv_cache,
+                          shipped.source)
     if shipped.format in ("bf16", "fp16") and want == "fp8":
         return Checkpoint(shipped.repo_id, shipped.architecture, "fp8", "fp8", "online-fp8", (), 0, "all",
                           shipped.kv_cache, shipped.source)
-    where = "its config.json" if model.config_path is not None else "parc's checkpoint catalog"
+    where = "its config.json" if model.config_path is not None or not shipped.quant_method and \
+        catalog.checkpoint_for(model.id) is None else "parc's checkpoint catalog"
     problems.append(Problem(doc.locate(("model", "precision")), "model.precision",
                             f"{model.id} ships {shipped.format} weights ({shipped.precision}, per {where}); it "
                             f"cannot be served as {want}: remove model.precision, or set model.id to a {want} "

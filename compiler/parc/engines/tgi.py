@@ -24,9 +24,9 @@ class Tgi:
                 "--max-concurrent-requests", str(job.max_num_seqs),
                 "--cuda-memory-fraction", num(job.gpu_memory_utilization)]
         ck = job.checkpoint
-        if ck.format in DTYPE and ck.precision != "fp8":
+        if ck.format in DTYPE:
             argv += ["--dtype", DTYPE[ck.format]]
-        elif ck.precision == "fp8" or ck.format in QUANTIZE:
+        elif ck.quant_method == "online-fp8" or ck.format in QUANTIZE:
             argv += ["--quantize", QUANTIZE.get(ck.format, "fp8")]
         if job.kv_cache_dtype == "fp8":
             argv += ["--kv-cache-dtype", "fp8_e4m3fn"]

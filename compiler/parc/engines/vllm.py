@@ -51,8 +51,8 @@ class Vllm:
         ck = job.checkpoint
         if ck.format in DTYPE:
             argv += ["--dtype", DTYPE[ck.format]]
-            if ck.precision == "fp8":  # a 16-bit checkpoint served with FP8 weights quantized at load
-                argv += ["--quantization", "fp8"]
+        elif ck.quant_method == "online-fp8":  # a 16-bit checkpoint served with FP8 weights quantized at load
+            argv += ["--dtype", "bfloat16", "--quantization", "fp8"]
         return argv
 
     def processes(self, job: Job) -> tuple[Process, ...]:

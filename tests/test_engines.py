@@ -1,0 +1,192 @@
+"""Engines behind one interface: checkpoints, engine rules with sources, settings in each
+engine's own meaning, documented multi-node forms, ROCm, and the recipe comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import EXAMPLES
+from parc import catalog, engines
+from parc import costmodel as cm
+from parc.catalog import hfconfig
+from parc.errors import SpecError
+from parc.pipeline import compile_spec, make_plan
+from parc.resolve import load_and_resolve
+from parc.solver import enumerate_candidates
+
+SPEC = """\
+apiVersion: parc.dev/v1alpha1
+kind: ServingSpec
+metadata: {{name: t}}
+model: {{id: {model}{extra}}}
+workload: {{inputTokens: 1000, outputTokens: 1000{conc}}}
+slo: {{objective: {objective}}}
+cluster:
+  pools: [{{name: p, gpu: {gpu}, gpusPerNode: {gpus}{pool}}}]
+{engine}"""
+
+
+def spec(write, model: str, gpu: str = "H100-SXM-80GB", gpus: int = 8, objective: str = "throughput",
+         extra: str = "", engine: str = "", conc: int | None = None, pool: str = ""):
+    return write(SPEC.format(model=model, gpu=gpu, gpus=gpus, objective=objective, extra=extra,
+                             engine=f"engine: {{name: {engine}}}\n" if engine else "",
+                             conc=f", concurrency: {conc}" if conc else "", pool=pool))
+
+
+def test_every_engine_module_has_the_interface_and_sourced_rules():
+    for name in engines.ENGINES:
+        eng = engines.get(name)
+        assert eng.name == name and eng.health_path.startswith("/")
+        cap = engines.capabilities()[name]
+        assert cap.rules and all(r.source and r.text for r in cap.rules.values())
+        assert set(cap.rules) <= set(engines.KNOWN_RULES)
+        assert cap.formats["bf16"] and cap.source
+    for r in engines.recipes():
+        assert r.engine in engines.ENGINES and r.source and catalog.models().get(r.architecture)
+
+
+def test_checkpoint_precision_is_the_default(write):
+    """DeepSeek-R1 ships FP8 blocks and gpt-oss-120b MXFP4: both fit as shipped."""
+    r1 = make_plan(spec(write, "deepseek-ai/DeepSeek-R1", gpu="H200-SXM-141GB"))
+    assert r1["model"]["precision"] == "fp8" and r1["model"]["checkpoint"]["weightBlockSize"] == [128, 128]
+    assert r1["placement"]["gpusTotal"] == 8
+    oss = make_plan(spec(write, "openai/gpt-oss-120b", gpus=1, objective="latency", conc=8))
+    assert oss["model"]["checkpoint"]["format"] == "mxfp4" and oss["placement"]["gpusTotal"] == 1
+
+
+def test_a_precision_the_checkpoint_cannot_be_served_in_is_a_located_error(run, write):
+    p = spec(write, "deepseek-ai/DeepSeek-R1", extra=", precision: bf16")
+    code, _, err = run("validate", str(p))
+    assert code == 2
+    assert (f"{p}:4:49: model.precision: deepseek-ai/DeepSeek-R1 ships fp8-block weights (fp8, per parc's checkpoint "
+            "catalog); it cannot be served as bf16: remove model.precision, or set model.id to a bf16 checkpoint") in err
+
+
+def test_online_fp8_of_a_16_bit_checkpoint(write, run):
+    p = spec(write, "meta-llama/Llama-3.1-8B-Instruct", extra=", precision: fp8", engine="vllm")
+    plan = make_plan(p)
+    argv = plan["launch"][0]["argv"]
+    assert argv[argv.index("--quantization") + 1] == "fp8" and argv[argv.index("--dtype") + 1] == "bfloat16"
+    code, _, err = run("validate", str(spec(write, "meta-llama/Llama-3.1-8B-Instruct", extra=", precision: fp8",
+                                            engine="trtllm")))
+    assert code == 2 and "TensorRT-LLM does not quantize a 16-bit checkpoint to FP8 at load" in err
+
+
+def test_config_path_reads_the_quantization_config(write, tmp_path):
+    arch = catalog.models().get("qwen3-235b-a22b")
+    ck = catalog.checkpoint_for("Qwen/Qwen3-235B-A22B-FP8")
+    (tmp_path / "config.json").write_text(json.dumps(hfconfig.to_dict(arch, ck)))
+    res = load_and_resolve(spec(write, "my-org/private-qwen", extra=", configPath: config.json"))
+    assert (res.checkpoint.format, res.checkpoint.block, res.checkpoint.precision) == ("fp8-block", (128, 128), "fp8")
+    cands, rejs = enumerate_candidates(res)
+    tp8 = next(r for r in rejs if (r.shape.tp, r.shape.ep, r.shape.dpa, r.shape.pp) == (8, 1, 1, 1))
+    assert "moe_intermediate_size 1536 / (tp 8 x dpAttention 1) = 192" in tp8.reason
+    assert "[rule block-quant-divisible: vllm 0.32.0" in tp8.reason or tp8.engine != "vllm"
+
+
+@pytest.mark.parametrize("quant, fmt", [
+    ({"quant_method": "awq", "bits": 4, "group_size": 64}, ("awq", 64)),
+    ({"quant_method": "mxfp4"}, ("mxfp4", 32)),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16}, ("nvfp4", 16)),
+    ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}}},
+     ("fp8", 0)),
+])
+def test_quantization_configs_parc_reads(quant, fmt):
+    q = hfconfig.quantization({"quantization_config": quant}, "c.json")
+    assert q is not None and (q[0], q[4]) == fmt
+
+
+def test_unknown_quantization_is_an_error():
+    with pytest.raises(hfconfig.ConfigError, match="quant_method 'bitsandbytes' is not one parc reads"):
+        hfconfig.quantization({"quantization_config": {"quant_method": "bitsandbytes"}}, "c.json")
+
+
+def test_trtllm_runs_gpt_oss_on_hopper_with_the_triton_moe_backend(tmp_path):
+    _, arts = compile_spec(EXAMPLES / "gpt-oss-120b-1xh100-trtllm.yaml", ("launch",))
+    files = {a.path: a.content for a in arts}
+    opts = files["launch/trtllm-extra-llm-api-options.yaml"]
+    assert 'backend: "TRITON"' in opts and "cuda_graph_config:" in opts and 'dtype: "auto"' in opts
+    plan = json.loads(files["plan.json"])
+    s = plan["engineSettings"]
+    # TensorRT-LLM's fraction is of the memory left after weights and activations
+    mem = plan["predicted"]["memoryPerGpuGiB"]
+    free = mem["capacity"] - mem["weights"] - mem["activations"] - mem["overhead"]
+    assert s["kvCacheFreeMemoryFraction"] == pytest.approx(mem["kvCache"] / free, abs=0.011)
+    assert f"free_gpu_memory_fraction: {s['kvCacheFreeMemoryFraction']}" in opts
+
+
+def test_trtllm_rejects_nvfp4_before_blackwell(write):
+    res = load_and_resolve(spec(write, "nvidia/DeepSeek-R1-FP4", gpu="H200-SXM-141GB", engine="trtllm"))
+    _, rejs = enumerate_candidates(res)
+    assert rejs and all("does not run nvfp4 checkpoints on hopper" in r.reason for r in rejs if r.kind == "precision")
+
+
+def test_vllm_settings_are_per_data_parallel_rank(tmp_path):
+    plan = make_plan(EXAMPLES / "deepseek-r1-fp8-8xh200.yaml")
+    (g,) = plan["placement"]["groups"]
+    s = plan["engineSettings"]
+    assert g["dpAttention"] == 8 and s["perDataParallelRank"]
+    assert s["maxNumSeqs"] * 8 == s["maxNumSeqsPerReplica"]
+    argv = plan["launch"][0]["argv"]
+    assert int(argv[argv.index("--max-num-seqs") + 1]) == s["maxNumSeqs"]
+    assert int(argv[argv.index("--max-num-batched-tokens") + 1]) >= s["maxNumSeqs"]
+
+
+def test_mixtral_throughput_batched_tokens_hold_every_sequence():
+    plan = make_plan(EXAMPLES / "mixtral-8x7b-8xh100.yaml")
+    for s in plan["groupEngineSettings"]:
+        assert s["maxNumBatchedTokens"] >= s["maxNumSeqs"]
+
+
+def test_moe_data_parallel_attention_uses_expert_parallelism(write):
+    res = load_and_resolve(spec(write, "deepseek-ai/DeepSeek-R1", gpu="H200-SXM-141GB", engine="vllm"))
+    cands, rejs = enumerate_candidates(res)
+    assert all(c.shape.ep > 1 for c in cands if c.shape.dpa > 1)
+    assert any(r.kind == "guide" and "rule moe-dp-uses-ep" in r.reason for r in rejs)
+
+
+def test_multi_node_deepseek_is_the_documented_dp_form():
+    plan = make_plan(EXAMPLES / "deepseek-r1-fp8-2x8xh100-ib.yaml")
+    (g,) = plan["placement"]["groups"]
+    assert (g["tp"], g["pp"], g["dpAttention"], g["ep"], g["nodesPerReplica"]) == (1, 1, 16, 16, 2)
+    head, worker = plan["launch"]
+    assert "--headless" not in head["argv"] and "--headless" in worker["argv"]
+    for a in (head["argv"], worker["argv"]):
+        assert a[a.index("--data-parallel-size-local") + 1] == "8"
+        assert a[a.index("--data-parallel-address") + 1] == "$(PARC_HEAD_ADDR)"
+    assert worker["argv"][worker["argv"].index("--data-parallel-start-rank") + 1] == "$(PARC_DP_START_RANK)"
+    assert head["env"]["GLOO_SOCKET_IFNAME"] == "eth0" and head["env"]["NCCL_IB_HCA"] == "mlx5"
+    assert plan["recipe"]["matches"] is True
+
+
+def test_rocm_image_environment_and_xgmi_links():
+    _, arts = compile_spec(EXAMPLES / "llama3.1-405b-fp8-8xmi300x.yaml", ("launch", "kubernetes"))
+    files = {a.path: a.content for a in arts}
+    k8s = next(c for p, c in files.items() if p.startswith("kubernetes/"))
+    assert 'image: "vllm/vllm-openai-rocm:v0.32.0"' in k8s and 'amd.com/gpu: "8"' in k8s
+    assert "export VLLM_ROCM_USE_AITER=1" in files["launch/vllm-server.sh"]
+    gpu = catalog.gpus().get("MI300X-OAM-192GB")
+    from parc.resolve import ResolvedPool
+
+    pool = ResolvedPool(0, "p", gpu, 1, 8, "nvlink", 8, "none", 0, "none")
+    f = cm.factors(gpu, "vllm")
+    pair, eight = cm.link(pool, 2, f), cm.link(pool, 8, f)
+    assert eight.gbs == pytest.approx(7 * pair.gbs)  # a pair uses one of the seven xGMI links
+
+
+def test_recipe_comparison_in_the_plan():
+    plan = make_plan(EXAMPLES / "qwen3-235b-fp8-8xh100.yaml")
+    rc = plan["recipe"]
+    assert rc["layout"] == {"tp": 4, "pp": 1, "ep": 1, "dpAttention": 1} and not rc["matches"]
+    assert rc["predicted"]["throughputTokensPerSecond"] > 0
+    assert any(n.startswith("differs from the vllm recipe's tp=4") for n in plan["notes"])
+
+
+def test_forced_engine_that_cannot_run_the_checkpoint_is_located(run, write):
+    p = spec(write, "openai/gpt-oss-120b", engine="tgi")
+    code, _, err = run("validate", str(p))
+    assert code == 2 and "model.id: TGI does not run mxfp4 (fp4) checkpoints on any GPU" in err
+    with pytest.raises(SpecError):
+        load_and_resolve(p)
