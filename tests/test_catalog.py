@@ -103,7 +103,7 @@ def test_hf_config_reads_into_the_same_shapes(key, tmp_path):
 @pytest.mark.parametrize("text, message", [
     ('{"model_type": "bert"}', "model_type 'bert' is not one parc reads"),
     ('{"model_type": "llama"}', "config.json has no 'num_hidden_layers'"),
-    ('{"model_type": "llama", "num_hidden_layers": "32"}', "field 'num_hidden_layers' must be a non-negative integer"),
+    ('{"model_type": "llama", "num_hidden_layers": "32"}', "field 'num_hidden_layers' must be an integer from 1 to 1024"),
     ("[1, 2]", "a config.json is a JSON object"),
     ("{nope", "not valid JSON"),
 ])

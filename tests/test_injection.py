@@ -26,11 +26,12 @@ HOSTILE = [
     "line\nbreak", "tab\there", "nul\x00byte", "esc\x1b[31m", "# not a comment", "{{{{ 7*7 }}}}", "{{% raw %}}",
     "key: value", "- item", "&anchor", "*alias", "!!python/object:os.system", "? complex", "'", '"', "\\", "--port=1",
     "-", " leading and trailing ", "ü🙂\u202e", "x" * 4000, "$(PARC_HEAD_ADDR)", "PARC_EOF", "'PARC_EOF'",
+    "m$$(HF_TOKEN)", "$(HF_TOKEN)", "$$$(HF_TOKEN)", "a$b$$c",
 ]
 FIELDS = {
     "model.id": ("model", "id"),
     "engine.image": ("engine", "image"),
-    "engine.extraArgs": ("engine", "extraArgs", 0),
+    "engine.extraArgs": ("engine", "extraArgs", 1),  # the value of a string flag
     "metadata.name": ("metadata", "name"),
     "metadata.labels.value": ("metadata", "labels", "team"),
     "deploy.kubernetes.namespace": ("deploy", "kubernetes", "namespace"),
@@ -49,7 +50,7 @@ BASE: dict[str, Any] = {
     "workload": {"inputTokens": 1000, "outputTokens": 200, "concurrency": 4},
     "cluster": {"pools": [{"name": "k8s", "gpu": "A100-SXM-80GB", "gpusPerNode": 1, "scheduler": "kubernetes"},
                           {"name": "hpc", "gpu": "A100-SXM-80GB", "gpusPerNode": 1, "scheduler": "slurm"}]},
-    "engine": {"name": "vllm", "extraArgs": ["--seed", "0"]},
+    "engine": {"name": "vllm", "extraArgs": ["--served-model-name", "x"]},
     "deploy": {"kubernetes": {"hfTokenSecret": "hf", "modelCache": {"hostPath": "/models"},
                               "nodeSelector": {"pool": "gpu"}},
                "slurm": {"partition": "gpu", "account": "acct", "containerImage": "nvcr.io#vllm:1"}},
@@ -71,6 +72,30 @@ def set_path(doc: dict, path: tuple, value: str) -> None:
     if path[-1] == "hostPath":
         value = "/" + value
     node[path[-1]] = value
+
+
+def kubelet_expand(arg: str, env: dict[str, str]) -> str:
+    """The kubelet's expansion of a container arg (k8s.io/kubernetes third_party/forked/golang/
+    expansion, ported): ``$$`` is a literal ``$``; ``$(NAME)`` becomes the value of a defined
+    variable and stays as written otherwise; any other ``$`` is literal."""
+    out, i = [], 0
+    while i < len(arg):
+        if arg[i] == "$" and i + 1 < len(arg):
+            nxt = arg[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = arg.find(")", i + 2)
+                if end != -1:
+                    name = arg[i + 2:end]
+                    out.append(env[name] if name in env else arg[i:end + 1])
+                    i = end + 1
+                    continue
+        out.append(arg[i])
+        i += 1
+    return "".join(out)
 
 
 def strings_in(obj: Any) -> list[str]:
@@ -137,6 +162,19 @@ def test_hostile_string(field, hostile, tmp_path):
         elif rel.endswith((".sh", ".sbatch")):
             r = subprocess.run(["bash", "-n", str(p)], capture_output=True, text=True)
             assert r.returncode == 0, f"{rel}: {r.stderr}"
+    # Kubernetes: after the kubelet's $(VAR) expansion, every container gets exactly plan.json's argv
+    plan_doc = json.loads((out / "plan.json").read_text())
+    for rel, p in files.items():
+        if not rel.startswith("kubernetes/"):
+            continue
+        for d in yaml.load_all(p.read_text()):
+            if not d or d.get("kind") != "Deployment":
+                continue
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e.get("value", "<secret>") for e in c["env"]}
+            got = [kubelet_expand(a, env) for a in c["command"]]
+            want = [[a.replace("$(PARC_PORT)", env["PARC_PORT"]) for a in e["argv"]] for e in plan_doc["launch"]]
+            assert got in want, (got, want)
     # the string arrives whole: as one YAML/JSON value, or as the #SBATCH option it sets
     sbatch_opt = {"deploy.slurm.partition": "partition", "deploy.slurm.account": "account",
                   "deploy.slurm.timeLimit": "time"}

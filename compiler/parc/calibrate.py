@@ -73,11 +73,17 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
     def skip(why: str) -> None:
         skipped[why] = skipped.get(why, 0) + 1
 
+    import io
+
+    from parc.files import InputError, read_bounded
+
     rows: list[Row] = []
     try:
-        fh = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        fh = io.StringIO(read_bounded(path, 64 << 20).decode("utf-8"), newline="")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     with fh:
         reader = csv.DictReader(fh)
         need = {"model", "gpu", "tp", "precision", "input_tokens", "output_tokens"}
@@ -369,19 +375,48 @@ def calibration_document(cal: dict[str, Any], source: str, rows: list[Row], scor
 
 def load_calibration(path: Path) -> dict[str, Any]:
     """Read a calibration file written by ``parc calibrate`` (YAML)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from parc.errors import ParcError
+    from parc.files import InputError, read_bounded
+    from parc.loader import load_text
 
     try:
-        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_bounded(path, 4 << 20).decode("utf-8")
+        # the spec loader's limits (alias bombs, depth, tags, duplicate keys) for this YAML too
+        data = load_text(text, str(path)).data
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    except UnicodeDecodeError as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
-    except YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except ParcError as exc:
+        raise ValueError("; ".join(exc.lines()[:3])) from None
     if not isinstance(data, dict) or data.get("kind") != CALIBRATION_KIND:
         raise ValueError(f"{path} is not a parc calibration (kind: {CALIBRATION_KIND}); write one with "
                          "`parc calibrate results.csv -o calibration.yaml`")
     for section in ("compute", "memory_bandwidth", "collective", "engine"):
         if not isinstance(data.get(section, {}), dict):
             raise ValueError(f"{path}: {section} must be a mapping")
+    _check_numbers(path, data, ())
     return dict(data)
+
+
+#: Bounds of calibration numbers: efficiency factors are fractions of a peak (0, 1.5]; times,
+#: memory sizes and error bands are non-negative and finite.
+_FACTOR_SECTIONS = ("compute", "memory_bandwidth", "collective")
+
+
+def _check_numbers(path: Path, node: Any, where: tuple[str, ...]) -> None:
+    """Every number in a calibration file is finite and in range (a located ValueError)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_numbers(path, v, where + (str(k),))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_numbers(path, v, where + (str(i),))
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        name = ".".join(where)
+        if not math.isfinite(node):
+            raise ValueError(f"{path}: {name} is {node}; every number must be finite")
+        if where and where[0] in _FACTOR_SECTIONS and not 0 < node <= 1.5:
+            raise ValueError(f"{path}: {name} is {node}; an efficiency factor is a fraction of the peak in (0, 1.5]")
+        if node < 0 and where[-1] != "bias":  # a bias (predicted/measured - 1) may be negative
+            raise ValueError(f"{path}: {name} is {node}; it must not be negative")

@@ -178,7 +178,7 @@ def compile_(specs: tuple[str, ...], output: str, check: bool, targets: tuple[st
             from parc.errors import printable
 
             click.echo(printable(w), err=True)
-        out = Path(output)
+        out = write.check_output_dir(output, paths)
         if check:
             write.check(out, arts)
             click.echo(f"{output}: up to date ({len(arts)} files)")

@@ -65,6 +65,8 @@ class Document:
 
 def read_text(path: Path) -> str:
     """Read a spec file as UTF-8 text (a BOM is allowed), with one clear error per failure."""
+    from parc.files import InputError, read_bounded
+
     name = str(path)
     if not path.exists():
         raise UsageError(f"{name}: no such file")
@@ -77,9 +79,11 @@ def read_text(path: Path) -> str:
                 [Problem(Location(name), "", f"file is {size / 1048576:.1f} MiB; parc reads specs of at most "
                          f"{MAX_SPEC_BYTES // 1048576} MiB")]
             )
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_SPEC_BYTES)  # counted while reading: /dev/zero reports 0 bytes
     except OSError as exc:
         raise UsageError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 def to_json(doc: Any) -> str:
     """Deterministic JSON text: 2-space indent, insertion order, trailing newline."""
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"  # strict JSON: NaN is a bug
 
 
 plan_json = to_json

@@ -299,6 +299,9 @@ def _check_engine(engine: Any, model: Any, ckpt: Checkpoint | None, pools: tuple
         if engine.version is not None:
             problems.append(Problem(doc.locate(("engine", "version")), "engine.version",
                                     "a version needs an engine: set engine.name to vllm, trtllm or tgi"))
+        if engine.extra_args:
+            problems.append(Problem(doc.locate(("engine", "extraArgs")), "engine.extraArgs",
+                                    "extraArgs are one engine's flags: set engine.name to the engine they are for"))
         return
     from parc.engines import flags
 
@@ -308,6 +311,8 @@ def _check_engine(engine: Any, model: Any, ckpt: Checkpoint | None, pools: tuple
                                 f"parc has no flag table for {engine.name} {engine.version}; known: "
                                 f"{', '.join(known)} (default {flags.default_version(engine.name)})"))
     cap = capabilities()[engine.name]
+    if engine.version is None or engine.version in known:
+        _check_extra_args(engine, cap, doc, problems)
     if ckpt is not None and not cap.formats.get(ckpt.format):
         runs = ", ".join(f for f, archs in cap.formats.items() if archs)
         problems.append(Problem(doc.locate(("model", "precision") if model.precision else ("model", "id")),
@@ -326,6 +331,39 @@ def _check_engine(engine: Any, model: Any, ckpt: Checkpoint | None, pools: tuple
                                 f"{cap.display} runs on {' and '.join(v.upper() for v in cap.vendors)} GPUs only "
                                 "and no pool has one; "
                                 "use engine: auto or vllm"))
+
+
+def _check_extra_args(engine: Any, cap: Any, doc: Document, problems: list[Problem]) -> None:
+    """engine.extraArgs against the release's flag table: every flag exists, takes the value
+    given, and is not one parc sets itself (the field to use instead is named)."""
+    from parc.engines import flags
+
+    rel = flags.release(engine.name, engine.version)
+    args = list(engine.extra_args)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        where = doc.locate(("engine", "extraArgs", i))
+        name, _, inline = a.partition("=") if a.startswith("--") else (a, "", "")
+        if not name.startswith("-"):
+            problems.append(Problem(where, f"engine.extraArgs[{i}]", f"{a!r} is not a flag of {cap.display} "
+                                    f"{rel.version}; extraArgs are flags with their values (e.g. --seed, 0)"))
+            i += 1
+            continue
+        flag = rel.lookup(name) or rel.lookup(name.replace("_", "-"))
+        if flag is None:
+            problems.append(Problem(where, f"engine.extraArgs[{i}]",
+                                    f"{name} is not a flag of {cap.display} {rel.version} (see its flag table, "
+                                    f"compiler/parc/engines/flags/{engine.name}.toml)"))
+            i += 1
+            continue
+        names = [k for k, v in rel.flags.items() if v is flag] + list(flag.get("aliases", ()))
+        owner = next((cap.owned[n] for n in names if n in cap.owned), None)
+        if owner is not None:
+            fix = f"set {owner} instead" if not owner.startswith("(") else f"parc sets it {owner[1:-1]}"
+            problems.append(Problem(where, f"engine.extraArgs[{i}]", f"{name} is a flag parc sets from the plan; {fix}"))
+        takes_value = flag["type"] != "bool"
+        i += 1 if not takes_value or inline else 2
 
 
 def _targets(spec: ServingSpec, doc: Document, problems: list[Problem]) -> tuple[str, ...]:

@@ -143,7 +143,7 @@ class ModelSpec(_Model):
         "scales, else 16-bit) or fp8. Default: auto."
     )
     max_context_length: PositiveInt | None = Field(
-        default=None,
+        default=None, le=1 << 27,
         description="Tokens per request, prompt + output (the engine's max model length). "
         "Default: the smaller of the model's maximum and 4x (inputTokens + outputTokens), at least 4096.",
     )
@@ -152,10 +152,10 @@ class ModelSpec(_Model):
 class Workload(_Model):
     """The traffic the deployment must carry (means over requests)."""
 
-    input_tokens: PositiveInt = Field(description="Mean prompt length in tokens.")
-    output_tokens: PositiveInt = Field(description="Mean output length in tokens.")
+    input_tokens: PositiveInt = Field(le=1 << 24, description="Mean prompt length in tokens.")
+    output_tokens: PositiveInt = Field(le=1 << 24, description="Mean output length in tokens.")
     concurrency: PositiveInt | None = Field(
-        default=None,
+        default=None, le=10_000_000,
         description="Concurrent requests the whole deployment must sustain. Required unless slo.objective is "
         "throughput, where parc then finds the load that maximises throughput within the SLO.",
     )
@@ -186,7 +186,7 @@ class Pool(_Model):
         "such as 'h100' resolve.",
         examples=["H100-SXM-80GB", "A100-PCIE-80GB", "H200-SXM-141GB", "A40-48GB"],
     )
-    nodes: PositiveInt = Field(default=1, description="Number of nodes. Default: 1.")
+    nodes: PositiveInt = Field(default=1, le=100000, description="Number of nodes. Default: 1.")
     gpus_per_node: PositiveInt = Field(le=72, description="GPUs in each node.")
     intra_node: Literal["nvlink", "pcie"] | None = Field(
         default=None, description="How GPUs inside a node talk. Default: the GPU catalog's typical server."

@@ -18,8 +18,10 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,12 +40,92 @@ def manifest(artifacts: list[Artifact]) -> Artifact:
     return Artifact(MANIFEST, json.dumps({"generatedBy": "parc", "files": files}, indent=2) + "\n")
 
 
-def _old_generated(out: Path) -> set[str]:
+def _old_manifest(out: Path) -> dict[str, str]:
+    """Path -> SHA-256 of what the previous compile generated (from its manifest; {} when
+    there is none or it is not parc's: a manifest is only trusted as far as it parses)."""
+    raw = read_bounded(out / MANIFEST, 16 << 20)
+    if raw is None:
+        return {}
     try:
-        data = json.loads((out / MANIFEST).read_text())
-        return set(data.get("files", {}))
-    except (OSError, ValueError, AttributeError):
-        return set()
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    return {k: v["sha256"] for k, v in files.items()
+            if isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("sha256"), str)}
+
+
+def _old_generated(out: Path) -> set[str]:
+    return set(_old_manifest(out))
+
+
+def read_bounded(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file (never through a symlink, never a FIFO or
+    device) of at most ``limit`` bytes, counted while reading (``stat`` is not trusted: /proc
+    files report 0); None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > limit:
+                return None
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _sha(path: Path) -> str | None:
+    raw = read_bounded(path, 64 << 20)
+    return hashlib.sha256(raw).hexdigest() if raw is not None else None
+
+
+def check_output_dir(raw: str, specs: list[Path]) -> Path:
+    """See :func:`_check_output_dir`; file system errors (a name too long, a file as parent)
+    are usage errors naming the path."""
+    try:
+        return _check_output_dir(raw, specs)
+    except OSError as exc:
+        raise UsageError(f"{raw}: cannot use it as the output directory: {exc.strerror or exc}") from None
+
+
+def _check_output_dir(raw: str, specs: list[Path]) -> Path:
+    """The output directory ``raw`` names, or UsageError (exit 2, nothing touched) when it is
+    a place parc must not replace: '', '.', '/', a directory holding the working directory or a
+    spec, or one with a file system mounted inside. A symlink is followed to its target."""
+    if raw.strip() == "":
+        raise UsageError("-o/--output is empty (an unset variable?); give the output directory, e.g. -o out/")
+    out = Path(os.path.realpath(raw))
+    cwd = Path(os.path.realpath(os.getcwd()))
+    if out == Path(out.anchor) or out == cwd or cwd.is_relative_to(out):
+        raise UsageError(f"{raw}: refusing to write into {out}: it holds the working directory "
+                         f"({cwd}); give a subdirectory such as {raw.rstrip('/') or '.'}/out")
+    for spec in specs:
+        where = Path(os.path.realpath(spec)).parent
+        if where.is_relative_to(out):
+            raise UsageError(f"{raw}: refusing to write into {out}: it holds the spec {spec}; give another directory")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{raw}: exists and is not a directory")
+    if out.is_dir():
+        dev = out.stat().st_dev
+        for root, dirs, _ in os.walk(out):
+            for d in dirs:
+                p = Path(root) / d
+                if not p.is_symlink() and (os.path.ismount(p) or p.stat().st_dev != dev):
+                    raise UsageError(f"{raw}: {p} is a mount point inside the output directory; parc will not "
+                                     "copy or replace a mounted file system: unmount it or use another directory")
+    return out
 
 
 def _check_paths(artifacts: list[Artifact]) -> None:
@@ -102,20 +184,38 @@ def _write_tree(stage: Path, artifacts: list[Artifact]) -> None:
         os.chmod(dest, a.mode)
 
 
-def _carry_foreign(out: Path, stage: Path, generated_before: set[str], now: set[str]) -> None:
-    """Hard-link (or copy) every file parc did not generate from ``out`` into ``stage``."""
+def _carry_foreign(out: Path, stage: Path, generated_before: dict[str, str], now: set[str]) -> list[str]:
+    """Hard-link (or copy) every file parc did not generate from ``out`` into ``stage``, and
+    every generated file that was edited since (its SHA-256 no longer the manifest's); symlinks
+    are recreated as symlinks, never followed. Returns warnings for the kept edited files."""
+    warnings = []
     for root, dirs, files in os.walk(out):
         rel_root = Path(root).relative_to(out)
-        for d in dirs:
-            target = stage / rel_root / d
+        for d in list(dirs):
+            src, target = Path(root) / d, stage / rel_root / d
+            if src.is_symlink():  # a foreign directory symlink stays a symlink; it is not entered
+                dirs.remove(d)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if (rel_root / d).as_posix() in now or any(n.startswith(f"{(rel_root / d).as_posix()}/") for n in now):
+                    raise UsageError(f"{src}: is a symlink where parc writes files; move it away")
+                os.symlink(os.readlink(src), target)
+                continue
             if not target.exists():
                 target.mkdir(parents=True)
-                shutil.copymode(Path(root) / d, target)
+                shutil.copymode(src, target)
         for f in files:
             rel = (rel_root / f).as_posix()
-            if rel == MANIFEST or rel in generated_before:
+            if rel == MANIFEST:
                 continue
-            if rel in now:
+            src = Path(root) / f
+            if rel in generated_before:
+                if os.path.islink(src) or _sha(src) == generated_before[rel]:
+                    continue  # parc's own file, unchanged: replaced or removed
+                if rel in now:
+                    raise UsageError(f"{src}: was generated by parc but edited since (its sha256 differs from "
+                                     f"{MANIFEST}); move it away or restore it, parc will not overwrite your edit")
+                warnings.append(f"{src}: parc no longer generates it, but it was edited since: kept")
+            elif rel in now:
                 raise UsageError(f"{out / rel}: exists and was not written by parc; move it away or delete it, "
                                  "parc will not overwrite it")
             src, dst = Path(root) / f, stage / rel
@@ -126,23 +226,36 @@ def _carry_foreign(out: Path, stage: Path, generated_before: set[str], now: set[
             try:
                 os.link(src, dst)
             except OSError:
-                shutil.copy2(src, dst)
+                shutil.copy2(src, dst, follow_symlinks=False)
+    return warnings
 
 
 def _sweep_leftovers(out: Path) -> None:
     """Remove staging directories a killed compile left beside ``out`` (safe: we hold the
-    lock, so no other compile is using them)."""
-    for p in out.parent.glob(f".{out.name}.parc-*-*"):
-        if p.is_dir() and not p.is_symlink():
+    lock, so no other compile is using them). Only parc's own names (``tempfile.mkdtemp``'s
+    8-character suffix) match, whatever characters the output name holds."""
+    own = re.compile(rf"^\.{re.escape(out.name)}\.parc-(new|old)-[A-Za-z0-9_]{{8}}$")
+    for name in os.listdir(out.parent):
+        p = out.parent / name
+        if own.match(name) and p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
 
 
 def write(out: Path, artifacts: list[Artifact]) -> None:
-    """Replace the generated files in ``out`` with ``artifacts``, atomically."""
+    """Replace the generated files in ``out`` with ``artifacts``, atomically. A file system
+    error (read-only directory, a file where a directory must be, a name too long) is a
+    UsageError naming the path, and leaves ``out`` as it was."""
+    try:
+        _write(out, artifacts)
+    except OSError as exc:
+        raise UsageError(f"{exc.filename or out}: cannot write the output: {exc.strerror or exc}") from None
+
+
+def _write(out: Path, artifacts: list[Artifact]) -> None:
     arts = [a for a in artifacts if a.path != MANIFEST]
     _check_paths(arts)
     arts.append(manifest(arts))
-    out = Path(os.path.abspath(out))
+    out = Path(os.path.realpath(out))
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
     with _lock(out):
@@ -151,7 +264,8 @@ def write(out: Path, artifacts: list[Artifact]) -> None:
         try:
             _write_tree(stage, arts)
             if out.exists():
-                _carry_foreign(out, stage, _old_generated(out), {a.path for a in arts})
+                for w in _carry_foreign(out, stage, _old_manifest(out), {a.path for a in arts}):
+                    print(f"warning: {w}", file=sys.stderr)
                 os.chmod(stage, stat.S_IMODE(out.stat().st_mode))
                 if _exchange(stage, out):
                     shutil.rmtree(stage)
@@ -171,18 +285,27 @@ def write(out: Path, artifacts: list[Artifact]) -> None:
 
 
 def drift(out: Path, artifacts: list[Artifact]) -> str:
-    """A unified diff between ``out`` and what would be written ('' when current)."""
+    """A unified diff between ``out`` and what would be written ('' when current). The whole
+    tree is compared: a file parc would not write is drift too. Files are read without
+    following symlinks, bounded, regular files only; the content of anything else is never
+    shown."""
     arts = [a for a in artifacts if a.path != MANIFEST]
     arts.append(manifest(arts))
     chunks: list[str] = []
+    now = {a.path for a in arts}
     for a in sorted(arts, key=lambda a: a.path):
         p = out / a.path
+        if p.is_symlink() or (p.exists() and not p.is_file()):
+            chunks.append(f"not a regular file: {a.path} (a symlink or special file; its content is not read)\n")
+            continue
+        raw = read_bounded(p, 2 * len(a.content.encode()) + (1 << 20))
         try:
-            old = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            old = raw.decode("utf-8") if raw is not None else None
+        except UnicodeDecodeError:
             old = None
         if old is None:
-            chunks.append(f"missing: {a.path}\n")
+            chunks.append(f"missing: {a.path}\n" if not p.exists() else f"unreadable: {a.path} (too large or not "
+                          "UTF-8)\n")
             continue
         if old != a.content:
             chunks += difflib.unified_diff(old.splitlines(keepends=True), a.content.splitlines(keepends=True),
@@ -191,10 +314,15 @@ def drift(out: Path, artifacts: list[Artifact]) -> str:
                 chunks[-1] += "\n"
         elif stat.S_IMODE(p.stat().st_mode) != a.mode:
             chunks.append(f"mode: {a.path} is {stat.S_IMODE(p.stat().st_mode):o}, expected {a.mode:o}\n")
-    now = {a.path for a in arts}
-    for stale in sorted(_old_generated(out) - now):
-        if (out / stale).exists():
-            chunks.append(f"stale: {stale} (parc no longer generates it)\n")
+    if out.is_dir() and not out.is_symlink():
+        for root, dirs, files in os.walk(out):
+            rel_root = Path(root).relative_to(out)
+            for name in sorted(files) + sorted(d for d in dirs if (Path(root) / d).is_symlink()):
+                rel = (rel_root / name).as_posix()
+                if rel not in now:
+                    kind = "symlink" if (Path(root) / name).is_symlink() else "file"
+                    chunks.append(f"extra: {rel} ({kind} parc would not write)\n")
+            dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
     return "".join(chunks)
 
 
@@ -202,7 +330,8 @@ def check(out: Path, artifacts: list[Artifact]) -> None:
     """Raise DriftError (exit 1) with the diff when ``out`` is not exactly current."""
     diff = drift(Path(out), artifacts)
     if diff:
-        n = sum(1 for line in diff.splitlines() if line.startswith(("+++ ", "missing: ", "stale: ", "mode: ")))
+        n = sum(1 for line in diff.splitlines()
+                if line.startswith(("+++ ", "missing: ", "stale: ", "mode: ", "extra: ", "not a regular", "unreadable")))
         raise DriftError(f"{out}: {n} file{'s' if n != 1 else ''} differ from what `parc compile` would write", diff)
 
 

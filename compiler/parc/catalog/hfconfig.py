@@ -34,16 +34,22 @@ def read_config(path: Path) -> ModelArch:
 def load(path: Path) -> tuple[ModelArch, Quant | None]:
     """Parse ``path`` (a config.json) into a ModelArch keyed by the file name, and the
     checkpoint format its ``quantization_config`` describes (None: unquantized)."""
+    from parc.files import InputError, read_bounded
+
+    if not path.exists():
+        raise ConfigError(f"no such file: {path}")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; point configPath at the config.json file")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory; point configPath at the config.json file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = json.loads(read_bounded(path, 4 << 20).decode("utf-8"))
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except ValueError:  # an integer of thousands of digits (Python's int-from-string limit)
+        raise ConfigError(f"{path}: a number with too many digits; no config.json field needs more than 10") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config.json is a JSON object")
     return from_dict(raw, key=f"config:{path.name}"), quantization(raw, str(path))
@@ -112,12 +118,26 @@ def quantization(raw: dict[str, Any], where: str) -> Quant | None:
                       "modelopt_fp4, fbgemm_fp8, quark, awq, gptq, compressed-tensors)")
 
 
+#: Physical bounds of config.json fields: (smallest, largest) a real transformer has, with room.
+#: A value outside is a broken or hostile file, reported before any arithmetic runs on it.
+BOUNDS = {"num_hidden_layers": (1, 1024), "hidden_size": (1, 1 << 17), "num_attention_heads": (1, 4096),
+          "num_key_value_heads": (1, 4096), "vocab_size": (1, 1 << 24), "max_position_embeddings": (1, 1 << 27),
+          "intermediate_size": (0, 1 << 20), "moe_intermediate_size": (1, 1 << 20), "num_local_experts": (1, 4096),
+          "num_experts": (1, 4096), "n_routed_experts": (1, 4096), "num_experts_per_tok": (1, 4096),
+          "n_shared_experts": (0, 64), "first_k_dense_replace": (0, 1024), "kv_lora_rank": (1, 1 << 16),
+          "q_lora_rank": (0, 1 << 16), "qk_nope_head_dim": (1, 4096), "qk_rope_head_dim": (0, 4096),
+          "v_head_dim": (1, 4096), "sliding_window": (0, 1 << 27), "decoder_sparse_step": (1, 1024)}
+
+
 def _int(raw: dict[str, Any], name: str, default: int | None = None) -> int:
     value = raw.get(name, default)
     if value is None:
         raise ConfigError(f"config.json has no {name!r}")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"config.json field {name!r} must be a non-negative integer, got {value!r}")
+    lo, hi = BOUNDS.get(name, (0, 1 << 31))
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"config.json field {name!r} must be an integer from {lo} to {hi}, got {value!r}"
+                          if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 64 else
+                          f"config.json field {name!r} must be an integer from {lo} to {hi}")
     return value
 
 
@@ -136,7 +156,11 @@ def from_dict(raw: dict[str, Any], key: str = "config") -> ModelArch:
     hidden = _int(raw, "hidden_size")
     heads = _int(raw, "num_attention_heads")
     kv_heads = _int(raw, "num_key_value_heads", heads)
-    head_dim = raw.get("head_dim") or (hidden // heads if heads else 0)
+    head_dim = _int(raw, "head_dim") if raw.get("head_dim") is not None else hidden // heads
+    if not 1 <= head_dim <= 4096:
+        raise ConfigError(f"config.json field 'head_dim' must be an integer from 1 to 4096, got {head_dim!r}")
+    if heads % kv_heads:
+        raise ConfigError(f"config.json: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}")
     inter = _int(raw, "intermediate_size", 0)
     moe: dict[str, Any] = dict(
         num_experts=0, experts_per_token=0, moe_intermediate_size=0, num_shared_experts=0,

@@ -74,6 +74,7 @@ class Capabilities:
     formats: dict[str, dict[str, str]]
     rules: dict[str, Rule]
     source: str
+    owned: dict[str, str]  # flags parc sets itself -> the spec field that decides them
 
     def support(self, fmt: str, architecture: str) -> str | None:
         """``native``, ``weight-only`` or None: how this engine runs ``fmt`` on ``architecture``."""
@@ -109,7 +110,8 @@ def capabilities() -> dict[str, Capabilities]:
             name=name, display=e["display"], vendors=tuple(e["vendors"]), kv_cache=tuple(e["kv_cache"]),
             pipeline_parallel=e["pipeline_parallel"], expert_parallel=e["expert_parallel"],
             dp_attention=e["dp_attention"], dp_with_pp=e["dp_with_pp"], multi_node=tuple(e["multi_node"]),
-            online_fp8=e["online_fp8"], formats=formats, rules=rules, source=e["source"])
+            online_fp8=e["online_fp8"], formats=formats, rules=rules, source=e["source"],
+            owned=dict(raw.get("owned", {})))
     return out
 
 

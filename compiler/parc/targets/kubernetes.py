@@ -60,11 +60,12 @@ PLACEHOLDERS = engines.PLACEHOLDERS
 
 
 def _k8s_args(argv: tuple[str, ...] | list[str]) -> list[str]:
-    """argv for a container command: ``$(...)`` that is not a parc placeholder is escaped
-    (``$$(``) so the kubelet passes it through literally."""
+    """argv for a container command, exactly as the launch script passes it: the kubelet
+    expands ``$(VAR)`` and turns ``$$`` into ``$`` in container args, so every ``$`` is doubled,
+    except in parc's own ``$(PARC_*)`` placeholders, which the pod's env fills in."""
     out = []
     for a in argv:
-        esc = a.replace("$(", "$$(")
+        esc = a.replace("$", "$$")
         for var in PLACEHOLDERS:
             esc = esc.replace(f"$$({var})", f"$({var})")
         out.append(esc)
