@@ -150,6 +150,109 @@ def test_fifty_megabyte_file(tmp_path):
     assert f"{p}: file is 50.0 MiB; parc reads specs of at most 1 MiB" in result.stderr
 
 
+# -- every other file parc reads: config.json, calibration YAML, results CSV, the output manifest
+FILE_FUZZ = settings(max_examples=max(20, EXAMPLES_PER_CLASS // 4), deadline=None, derandomize=True,
+                     suppress_health_check=list(HealthCheck))
+SPEC_TEXT = (EXAMPLES / "llama3.2-3b-4xa40-throughput.yaml").read_text()
+
+
+def no_crash(result) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code in (0, 1, 2, 3), (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+
+
+@FILE_FUZZ
+@given(st.sampled_from(["llama-3.1-8b", "mixtral-8x7b", "deepseek-v3", "qwen3-30b-a3b", "gpt-oss-20b"]),
+       st.dictionaries(st.sampled_from(["num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+                                        "head_dim", "vocab_size", "max_position_embeddings", "intermediate_size",
+                                        "model_type", "quantization_config", "num_local_experts", "num_experts",
+                                        "moe_intermediate_size", "kv_lora_rank", "text_config", "torch_dtype"]),
+                       weird_values, max_size=3))
+def test_config_json(tmp_path_factory, key, changes):
+    from parc import catalog
+    from parc.catalog import hfconfig
+
+    tmp = tmp_path_factory.mktemp("c")
+    cfg = {**hfconfig.to_dict(catalog.models().get(key)), **changes}
+    try:
+        text = json.dumps(cfg)
+    except (ValueError, TypeError):
+        text = str(cfg)
+    (tmp / "config.json").write_text(text)
+    spec = tmp / "s.yaml"
+    spec.write_text(SPEC_TEXT.replace("  id: meta-llama/Llama-3.2-3B-Instruct", "  id: my/m\n  configPath: config.json"))
+    no_crash(CliRunner().invoke(main, ["plan", str(spec)], catch_exceptions=True))
+    count("config.json")
+
+
+@FILE_FUZZ
+@given(st.dictionaries(st.sampled_from(["compute", "memory_bandwidth", "collective", "engine", "memory", "bands",
+                                        "kind", "provenance"]), weird_values, max_size=3),
+       st.lists(st.sampled_from(YAML_PIECES), max_size=3))
+def test_calibration_yaml(tmp_path_factory, changes, garbage):
+    from ruamel.yaml import YAML
+
+    from parc.catalog import DATA_DIR
+
+    tmp = tmp_path_factory.mktemp("k")
+    doc = YAML(typ="safe").load((DATA_DIR / "calibration.yaml").read_text())
+    doc.update(changes)
+    import io
+
+    buf = io.StringIO()
+    try:
+        YAML().dump(doc, buf)
+        text = buf.getvalue()
+    except Exception:  # noqa: BLE001 - a value YAML cannot represent: write garbage instead
+        text = "kind: x\n"
+    (tmp / "cal.yaml").write_text(text + "".join(garbage))
+    spec = tmp / "s.yaml"
+    spec.write_text(SPEC_TEXT + "calibration: cal.yaml\n")
+    no_crash(CliRunner().invoke(main, ["plan", str(spec)], catch_exceptions=True))
+    count("calibration YAML")
+
+
+CSV_HEADER = ("model,gpu,tp,pp,ep,dp_attention,replicas,gpu_count,nodes,precision,kv_cache_precision,engine,"
+              "input_tokens,output_tokens,concurrency,output_tokens_per_s,source_id")
+CELLS = st.one_of(st.sampled_from(["", "1", "8", "0", "-1", "two", "1e309", "nan", "inf", "llama-3.1-8b",
+                                   "H100-SXM-80GB", "bf16", "fp8", "true", "9000", "\"", "a,b", "\n"]),
+                  st.text(max_size=8))
+
+
+@FILE_FUZZ
+@given(st.lists(st.lists(CELLS, min_size=0, max_size=18), min_size=1, max_size=6), st.booleans())
+def test_calibrate_csv(tmp_path_factory, rows, hold_out):
+    import csv as csv_mod
+    import io
+
+    tmp = tmp_path_factory.mktemp("r")
+    buf = io.StringIO()
+    w = csv_mod.writer(buf)
+    for r in rows:
+        w.writerow(r)
+    (tmp / "r.csv").write_text(CSV_HEADER + "\n" + buf.getvalue())
+    args = ["calibrate", str(tmp / "r.csv"), "-o", str(tmp / "c.yaml")] + (["--hold-out", "x"] if hold_out else [])
+    no_crash(CliRunner().invoke(main, args, catch_exceptions=True))
+    count("calibrate CSV")
+
+
+@FILE_FUZZ
+@given(weird_values)
+def test_output_manifest(tmp_path_factory, manifest):
+    tmp = tmp_path_factory.mktemp("m")
+    out = tmp / "out"
+    out.mkdir()
+    try:
+        text = json.dumps({"generatedBy": "parc", "files": manifest})
+    except (ValueError, TypeError):
+        text = str(manifest)
+    (out / ".parc-manifest").write_text(text)
+    spec = tmp / "s.yaml"
+    spec.write_text(SPEC_TEXT)
+    no_crash(CliRunner().invoke(main, ["compile", str(spec), "-o", str(out)], catch_exceptions=True))
+    count("manifest")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report_counts():
     yield

@@ -245,3 +245,19 @@ def test_calibration_numbers_are_range_checked(run, tmp_path):
         spec.write_text(BASE.read_text() + "calibration: cal.yaml\n")
         code, _, err = run("validate", str(spec))
         assert code == 2 and message in err, err
+
+
+def test_calibrate_csv_rows_are_typed_and_hold_out_must_match(run, tmp_path):
+    header = ("model,gpu,tp,pp,ep,dp_attention,replicas,gpu_count,nodes,precision,kv_cache_precision,engine,"
+              "input_tokens,output_tokens,concurrency,output_tokens_per_s,source_id\n")
+    good = "llama-3.1-8b,H100-SXM-80GB,1,1,,,1,1,1,bf16,,vllm,1000,200,,{thr},mine\n"
+    csv = tmp_path / "r.csv"
+    csv.write_text(header + good.format(thr=9000) + "llama-3.1-8b,H100-SXM-80GB,two,1,,,1,1,1,bf16,,vllm,1000,200,,"
+                   "nan,mine\n")
+    code, _, err = run("calibrate", str(csv), "-o", str(tmp_path / "c.yaml"))
+    assert code == 2
+    assert f"{csv}:3:3: tp: 'two' is not an integer from 1 to 4096" in err
+    assert f"{csv}:3:16: output_tokens_per_s: 'nan' is not a positive number" in err
+    csv.write_text(header + "".join(good.format(thr=t) for t in (9000, 9500, 10000)))
+    code, _, err = run("calibrate", str(csv), "-o", str(tmp_path / "c.yaml"), "--hold-out", "theirs")
+    assert code == 2 and "--hold-out theirs: no usable row" in err

@@ -66,8 +66,36 @@ def _f(x: str) -> float | None:
         return None
 
 
+_INT_COLUMNS = {"tp": 4096, "pp": 1024, "ep": 4096, "replicas": 1 << 20, "gpu_count": 1 << 20, "nodes": 1 << 17,
+                "input_tokens": 1 << 24, "output_tokens": 1 << 24}
+_FLOAT_COLUMNS = ("concurrency", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "ttft_ms", "tpot_ms")
+
+
+def _typed(path: Path, header: list[str], line: int, r: dict[str, str]) -> list[str]:
+    """Located problems with a row's numbers (``file:line:column: column: what``): integer
+    columns hold positive integers, measurement columns positive finite numbers; empty means
+    'not given'."""
+    out = []
+    for col, top in _INT_COLUMNS.items():
+        v = (r.get(col) or "").strip()
+        if not v:
+            continue
+        f = _f(v)
+        if f is None or not math.isfinite(f) or f != int(f) or not 1 <= f <= top:
+            out.append(f"{path}:{line}:{header.index(col) + 1}: {col}: {v!r} is not an integer from 1 to {top}")
+    for col in _FLOAT_COLUMNS:
+        v = (r.get(col) or "").strip()
+        if not v or col not in header:
+            continue
+        f = _f(v)
+        if f is None or not math.isfinite(f) or f <= 0:
+            out.append(f"{path}:{line}:{header.index(col) + 1}: {col}: {v!r} is not a positive number")
+    return out
+
+
 def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
-    """Rows parc can predict, and counts of the rows skipped by reason."""
+    """Rows parc can predict, and counts of the rows skipped by reason. A malformed number is a
+    UsageError listing every such cell with its file:line:column."""
     skipped: dict[str, int] = {}
 
     def skip(why: str) -> None:
@@ -90,7 +118,13 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
         if not need <= set(reader.fieldnames or ()):
             raise UsageError(f"{path}: not a results CSV: needs the columns {', '.join(sorted(need))} "
                              "(see the README, section Calibration)")
+        header = list(reader.fieldnames or ())
+        problems: list[str] = []
         for r in reader:
+            bad = _typed(path, header, reader.line_num, r)
+            if bad:
+                problems += bad
+                continue
             arch = catalog.models().get(r["model"] or "")
             gpu = catalog.gpus().get(r["gpu"] or "")
             if arch is None:
@@ -129,6 +163,9 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
                             "fp8" if (r.get("kv_cache_precision") or "") == "fp8" else "auto", gpus, nodes,
                             cm.Shape(tp, pp, ep, dpa), replicas, int(inp), int(out), conc, float(measured),
                             total is None, _f(r.get("ttft_ms", "")), _f(r.get("tpot_ms", ""))))
+    if problems:
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise UsageError("\n".join(problems[:20]) + more)
     return rows, skipped
 
 
@@ -392,11 +429,35 @@ def load_calibration(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("kind") != CALIBRATION_KIND:
         raise ValueError(f"{path} is not a parc calibration (kind: {CALIBRATION_KIND}); write one with "
                          "`parc calibrate results.csv -o calibration.yaml`")
-    for section in ("compute", "memory_bandwidth", "collective", "engine"):
-        if not isinstance(data.get(section, {}), dict):
-            raise ValueError(f"{path}: {section} must be a mapping")
+    _check_shape(path, data)
     _check_numbers(path, data, ())
     return dict(data)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_shape(path: Path, data: dict[str, Any]) -> None:
+    """The sections of a calibration file hold what the cost model reads (a ValueError naming
+    the first misfit): factors and memory are numbers by key; engine entries and bands are
+    mappings of numbers."""
+    for section in ("compute", "memory_bandwidth", "collective", "memory"):
+        sec = data.get(section, {})
+        if not isinstance(sec, dict) or not all(isinstance(k, str) and _number(v) for k, v in sec.items()):
+            raise ValueError(f"{path}: {section} must be a mapping of names to numbers")
+    for section in ("engine", "bands"):
+        sec = data.get(section, {})
+        if not isinstance(sec, dict) or not all(
+                isinstance(k, str) and isinstance(v, dict) and all(_number(x) or x is None for x in v.values())
+                for k, v in sec.items()):
+            raise ValueError(f"{path}: {section} must map names to mappings of numbers")
+    for k, v in data.get("engine", {}).items():
+        missing = {"step_overhead_ms", "per_seq_overhead_ms"} - set(v)
+        if missing:
+            raise ValueError(f"{path}: engine.{k} needs {', '.join(sorted(missing))}")
+    if not isinstance(data.get("provenance", {}), dict):
+        raise ValueError(f"{path}: provenance must be a mapping")
 
 
 #: Bounds of calibration numbers: efficiency factors are fractions of a peak (0, 1.5]; times,

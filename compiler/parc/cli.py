@@ -209,11 +209,18 @@ def calibrate(results: str, output: str, held_out: tuple[str, ...]) -> None:
         from parc.yamlout import dump
 
         rows, skipped = cal.read_rows(Path(results))
+        sources = {r.source for r in rows}
+        unknown = sorted(set(held_out) - sources)
+        if unknown:
+            raise UsageError(f"--hold-out {', '.join(unknown)}: no usable row of {results} has that source_id "
+                             f"(its sources: {', '.join(sorted(sources)) or 'none'})")
         fit_rows = [r for r in rows if r.source not in held_out]
         test_rows = [r for r in rows if r.source in held_out] or fit_rows
         if len(fit_rows) < 3:
             raise UsageError(f"{results}: {len(fit_rows)} usable rows; parc calibrate needs at least 3 "
                              f"(skipped: {', '.join(f'{k} ({v})' for k, v in sorted(skipped.items())) or 'none'})")
+        click.echo(f"parc calibrate: {len(rows)} rows ({len(fit_rows)} to fit, {len(test_rows)} to score); "
+                   "fitting...", err=True)
         before = cal.report(cal.score(test_rows, {}))
         factors = cal.fit(fit_rows, base={})
         scored = cal.score(test_rows, factors)
