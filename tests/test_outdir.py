@@ -261,3 +261,48 @@ def test_calibrate_csv_rows_are_typed_and_hold_out_must_match(run, tmp_path):
     csv.write_text(header + "".join(good.format(thr=t) for t in (9000, 9500, 10000)))
     code, _, err = run("calibrate", str(csv), "-o", str(tmp_path / "c.yaml"), "--hold-out", "theirs")
     assert code == 2 and "--hold-out theirs: no usable row" in err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("workload:\n", "workload:\n  <<: {concurrency: 3}\n", 1), "YAML merge keys (<<) are not allowed"),
+    (lambda t: t.replace("inputTokens: 1500", "inputTokens: 1" + "0" * 5000, 1), "a number has too many digits"),
+    (lambda t: "%YAML 1.3\n---\n" + t, "unsupported YAML"),
+    (lambda t: t.replace("  id: meta-llama/Llama-2-70b-chat-hf", "  id: -h\n  architecture: llama-2-70b"),
+     "model.id: '-h' starts with '-'"),
+    (lambda t: t.replace("      nodes: 1", "      nodes: 1000000000000000000000000000000"), "must be <= 100000"),
+])
+def test_bad_input_is_located_never_a_traceback(run, tmp_path, edit, message):
+    p = tmp_path / "s.yaml"
+    p.write_text(edit(BASE.read_text()))
+    code, _, err = run("validate", str(p))
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_alias_bomb_in_a_calibration_file(run, tmp_path):
+    lines = ['kind: ParcCalibration', 'a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (tmp_path / "cal.yaml").write_text("\n".join(lines) + "\n")
+    p = tmp_path / "s.yaml"
+    p.write_text(BASE.read_text() + "calibration: cal.yaml\n")
+    code, _, err = run("validate", str(p))
+    assert code == 2 and "alias bomb" in err
+
+
+def test_a_mount_inside_the_output_directory_is_refused(run, tmp_path):
+    import subprocess
+
+    from conftest import skip_or_fail
+
+    out = tmp_path / "out"
+    (out / "cache").mkdir(parents=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(out / "cache")], capture_output=True, text=True)
+    if r.returncode != 0:
+        skip_or_fail(f"cannot mount a tmpfs here ({r.stderr.strip()}); the check needs a real mount point")
+    try:
+        (out / "cache" / "weights.bin").write_text("precious\n")
+        code, _, err = run("compile", str(SPEC), "-o", str(out))
+        assert code == 2 and "is a mount point inside the output directory" in err, err
+        assert (out / "cache" / "weights.bin").read_text() == "precious\n"
+        assert not (out / "plan.json").exists()
+    finally:
+        subprocess.run(["umount", str(out / "cache")], capture_output=True)

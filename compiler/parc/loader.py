@@ -125,6 +125,13 @@ def load_text(text: str, name: str = "<spec>") -> Document:
         raise SpecError([Problem(Location(name, line, col), "", f"invalid YAML: {first}")]) from None
     except RecursionError:
         raise SpecError([Problem(Location(name), "", f"nesting is deeper than {MAX_DEPTH} levels")]) from None
+    except ValueError as exc:  # an integer of thousands of digits (Python's int-from-string limit)
+        raise SpecError([Problem(Location(name), "", "a number has too many digits (over 4,300); no spec field "
+                                 "needs more than 20") if "digits" in str(exc) else
+                         Problem(Location(name), "", f"invalid YAML: {exc}")]) from None
+    except AssertionError as exc:  # ruamel asserts on directives it does not know (%YAML 1.3)
+        raise SpecError([Problem(Location(name, 1, 1), "", f"unsupported YAML ({exc}); parc reads YAML 1.2 "
+                                 "(and 1.1) documents: remove the %YAML directive")]) from None
     if tree is None:
         raise SpecError([Problem(Location(name, 1, 1), "", "spec is empty; start from an example in examples/")])
     doc = Document(name, None)
@@ -181,9 +188,17 @@ def _convert(node: Any, path: PathT, doc: Document, count: list[int], depth: int
         raise SpecError([Problem(doc.locate(path), _dotted(path), f"nesting is deeper than {MAX_DEPTH} levels")])
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
+        if getattr(node, "merge", None):
+            raise SpecError([Problem(doc.locate(path), _dotted(path) or "spec",
+                                     "YAML merge keys (<<) are not allowed in a spec; write the fields out")])
         for k in node:
-            kpos = node.lc.key(k)
-            vpos = node.lc.value(k)
+            try:
+                kpos = node.lc.key(k)
+                vpos = node.lc.value(k)
+            except KeyError:  # a key merged in by `<<: *anchor` has no position of its own
+                raise SpecError([Problem(doc.locate(path), _dotted(path) or "spec",
+                                         f"YAML merge keys (<<) are not allowed in a spec (key {str(k)!r} came "
+                                         "from one); write the fields out")]) from None
             key = k if isinstance(k, str) else _scalar(k)
             sub = path + (str(key),)
             doc.keys[sub] = (kpos[0] + 1, kpos[1] + 1)

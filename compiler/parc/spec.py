@@ -126,6 +126,9 @@ class ModelSpec(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
+        if v.startswith("-"):
+            raise ValueError(f"{v!r} starts with '-': the engine would read it as a flag; give a repo id or a path "
+                             "(./model for a local directory)")
         return _no_placeholder(v)
 
     config_path: str | None = Field(
