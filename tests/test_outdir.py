@@ -306,3 +306,20 @@ def test_a_mount_inside_the_output_directory_is_refused(run, tmp_path):
         assert not (out / "plan.json").exists()
     finally:
         subprocess.run(["umount", str(out / "cache")], capture_output=True)
+
+
+def test_container_mounts_expand_the_submitting_users_home(tmp_path):
+    import subprocess
+
+    from parc.pipeline import compile_spec
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text((EXAMPLES / "deepseek-r1-fp8-2x8xh100-ib.yaml").read_text().replace(
+        "  slurm:", "  slurm:\n    containerImage: nvcr.io#vllm:1", 1))
+    _, arts = compile_spec(spec, ("slurm",))
+    (sbatch,) = [a.content for a in arts if a.path.endswith(".sbatch")]
+    lines = [ln for ln in sbatch.splitlines() if ln.startswith(("PARC_HOME=", "container=("))]
+    script = "\n".join(lines) + '\nprintf "%s\\n" "${container[@]}"\n'
+    r = subprocess.run(["bash", "-c", script], env={"HOME": "/home/alice"}, capture_output=True, text=True)
+    assert r.stdout.splitlines() == ["--container-image=nvcr.io#vllm:1",
+                                     "--container-mounts=/home/alice/.cache/huggingface:/root/.cache/huggingface"]
