@@ -73,10 +73,6 @@ class Plan:
     warnings: tuple[str, ...]
     document: dict[str, Any]
 
-    @property
-    def launch(self) -> list[dict[str, Any]]:
-        return list(self.document["launch"])
-
 
 def _r(x: float, nd: int = 3) -> float:
     v = round(float(x), nd)

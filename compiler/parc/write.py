@@ -57,33 +57,16 @@ def _old_manifest(out: Path) -> dict[str, str]:
             if isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("sha256"), str)}
 
 
-def _old_generated(out: Path) -> set[str]:
-    return set(_old_manifest(out))
-
-
 def read_bounded(path: Path, limit: int) -> bytes | None:
-    """The bytes of ``path`` if it is a regular file (never through a symlink, never a FIFO or
-    device) of at most ``limit`` bytes, counted while reading (``stat`` is not trusted: /proc
-    files report 0); None otherwise."""
+    """The bytes of a regular file of at most ``limit`` bytes, never through a symlink; None
+    for anything else (see :func:`parc.files.read_bounded`)."""
+    from parc.files import InputError
+    from parc.files import read_bounded as read
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        return read(path, limit, follow_symlinks=False)
+    except InputError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            total += len(chunk)
-            if total > limit:
-                return None
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
 
 
 def _sha(path: Path) -> str | None:

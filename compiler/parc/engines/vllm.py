@@ -83,9 +83,6 @@ class Vllm:
             return rel.images.get("amd", "")
         return rel.image
 
-    def dp_ranks_per_node(self, job: Job) -> int:
-        return job.gpus_per_node // job.tp
-
     def notes(self, job: Job) -> tuple[str, ...]:
         out = []
         if job.dpa > 1 and job.ep == 1:
