@@ -58,7 +58,7 @@ def test_second_compile_is_byte_identical_and_check_passes(run, tmp_path):
     assert run("compile", str(spec), "-o", str(b))[0] == 0
     assert tree(a) == tree(b)
     code, out, _ = run("compile", str(spec), "-o", str(a), "--check")
-    assert (code, out) == (0, f"{a}: up to date (4 files)\n")
+    assert (code, out) == (0, f"{a}: up to date (5 files)\n")  # plan.json, PLAN.md, 2 launch, 1 sbatch
 
 
 def test_check_catches_a_hand_edit_with_a_diff(run, tmp_path):
@@ -69,11 +69,14 @@ def test_check_catches_a_hand_edit_with_a_diff(run, tmp_path):
     script.write_text(script.read_text().replace("--time=08:00:00", "--time=01:00:00"))
     code, stdout, err = run("compile", str(spec), "-o", str(out), "--check")
     assert code == 1
-    assert "-#SBATCH --time=01:00:00\n+#SBATCH --time=08:00:00\n" in err
-    assert err.rstrip().endswith(f"{out}: 1 file differ from what `parc compile` would write")
+    assert "-#SBATCH --time=01:00:00\n+#SBATCH --time=08:00:00\n" in stdout  # diffs go to stdout
+    assert err.splitlines() == [
+        f"{script}: differs from what `parc compile` would write; run `parc compile` to regenerate it",
+        f"{out}: 1 file differs from what `parc compile` would write"]
     script.unlink()
-    code, _, err = run("compile", str(spec), "-o", str(out), "--check")
-    assert code == 1 and "missing: slurm/llama32-3b-batch.sbatch" in err
+    code, stdout, err = run("compile", str(spec), "-o", str(out), "--check")
+    assert code == 1 and "missing: slurm/llama32-3b-batch.sbatch" in stdout
+    assert f"{script}: is missing; run `parc compile` to regenerate it" in err
 
 
 def test_foreign_files_are_kept_and_stale_generated_files_removed(run, tmp_path):

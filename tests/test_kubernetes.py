@@ -128,12 +128,13 @@ def test_objects_load_into_the_kubernetes_client_without_loss(spec):
         assert api.sanitize_for_serialization(model) == obj
 
 
-def helm_render(values: dict[str, Any]) -> list[dict[str, Any]]:
+def helm_render(values: dict[str, Any], name: str = "release", namespace: str | None = None,
+                chart: Path = CHART) -> list[dict[str, Any]]:
+    """The objects real Helm renders (``helm template NAME -n NAMESPACE``; NOTES.txt is no manifest)."""
     import helm_python
 
-    chart = helm_python.Chart.load(str(CHART))
-    out = chart.render(values, name="release", namespace=values["namespace"])
-    return [d for text in out.values() for d in yaml_docs(text)]
+    out = helm_python.Chart.load(str(chart)).render(values, name=name, namespace=namespace or values["namespace"])
+    return [d for path, text in sorted(out.items()) if not path.endswith("/NOTES.txt") for d in yaml_docs(text)]
 
 
 @pytest.mark.parametrize("spec", COMPILABLE, ids=lambda p: p.stem)

@@ -1,11 +1,12 @@
 """A real wheel, installed into a fresh venv, runs from another directory and finds its
-templates, schemas and charts."""
+templates, schemas and charts (`parc chart export`), without test-only dependencies."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import venv
+import zipfile
 
 import pytest
 
@@ -36,3 +37,22 @@ def test_wheel_installs_and_runs_from_elsewhere(tmp_path):
                             "print(all((r(n) / '.').is_dir() for n in ('templates', 'schemas', 'charts')), r('templates'))"],
                            cwd=work, capture_output=True, text=True, check=True)
     assert found.stdout.startswith("True ") and "site-packages" in found.stdout
+    # the chart: shipped whole, exported from the installed wheel byte for byte
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = {n.removeprefix("parc/_resources/charts/parc-serving/") for n in zf.namelist()
+                   if n.startswith("parc/_resources/charts/parc-serving/") and not n.endswith("/")}
+    chart = ROOT / "charts" / "parc-serving"
+    repo = {p.relative_to(chart).as_posix(): p.read_bytes() for p in chart.rglob("*") if p.is_file()}
+    assert shipped == set(repo) and {"templates/NOTES.txt", "ci/default-values.yaml", ".helmignore"} <= shipped
+    out = subprocess.run([str(parc), "chart", "export", "vendor"], cwd=work, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    exported = work / "vendor" / "parc-serving"
+    assert {p.relative_to(exported).as_posix(): p.read_bytes() for p in exported.rglob("*")
+            if p.is_file() and p.name != ".parc-manifest"} == repo
+    # jsonschema is a test dependency only: the installed parc compiles without it
+    missing = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('jsonschema'))"],
+                             capture_output=True, text=True, check=True)
+    assert missing.stdout == "None\n"
+    out = subprocess.run([str(parc), "compile", "spec.yaml", "-o", "out"], cwd=work, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (work / "out" / "helm" / "values.yaml").is_file()

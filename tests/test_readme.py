@@ -21,3 +21,24 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_example_exists():
     assert (ROOT / "examples" / "llama2-70b-4xa100-nvlink.yaml").is_file()
+
+
+def test_shell_completion_as_documented():
+    """The README's completion lines work: click's bash script, and completions of a command
+    name and of --format values from the running parc."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assert 'eval "$(_PARC_COMPLETE=bash_source parc)"' in README
+    parc = str(Path(sys.executable).parent / "parc")
+    script = subprocess.run([parc], env={**os.environ, "_PARC_COMPLETE": "bash_source"}, capture_output=True,
+                            text=True, check=True).stdout
+    assert "complete -o nosort -F _parc_completion parc" in script
+    env = {**os.environ, "_PARC_COMPLETE": "bash_complete", "COMP_WORDS": "parc va", "COMP_CWORD": "1"}
+    words = subprocess.run([parc], env=env, capture_output=True, text=True).stdout.split()
+    assert "plain,validate" in words
+    env.update(COMP_WORDS="parc validate --format ", COMP_CWORD="3")
+    words = subprocess.run([parc], env=env, capture_output=True, text=True).stdout.split()
+    assert {"plain,text", "plain,json", "plain,github"} <= set(words)

@@ -77,7 +77,9 @@ def test_seed_405b_int4_does_not_fit_one_h200(run):
     code, out, err = run("plan", str(EXAMPLES / "llama3.1-405b-int4-1xh200.yaml"))
     assert code == 3
     assert out == ""
-    lines = err.splitlines()
+    spec = str(EXAMPLES / "llama3.1-405b-int4-1xh200.yaml")
+    assert all(line.startswith(f"{spec}: ") for line in err.splitlines())  # every line names the spec
+    lines = [line.removeprefix(f"{spec}: ") for line in err.splitlines()]
     assert lines[0].startswith("no placement fits: llama-3.1-405b in int4 needs ~216 GB of weights "
                                "(406B parameters at 0.531 bytes each as awq); the largest replica tried, "
                                "1 x H200-SXM-141GB (141 GB each), needs 207.2 GiB per GPU")
@@ -145,7 +147,7 @@ def test_slo_infeasible_says_closest(tmp_path, run):
     p.write_text(text.replace("tpotMs: 60", "tpotMs: 5"))
     code, _, err = run("plan", str(p))
     assert code == 3
-    assert err.startswith("no placement meets the SLO")
+    assert err.startswith(f"{p}: no placement meets the SLO")
     assert "fix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs" in err
 
 
@@ -180,7 +182,7 @@ def test_plan_table_marks_the_chosen_row_and_groups_rejections(run):
     code, out, _ = run("plan", str(EXAMPLES / "mixtral-8x7b-8xh100.yaml"), "--top", "3")
     assert code == 0
     lines = out.splitlines()
-    assert lines[2].split()[:4] == ["engine", "pool", "tp", "pp"]
+    assert lines[2].split()[:6] == ["engine", "pool", "replicas", "dpAttn", "tp", "pp"]
     assert lines[3].startswith("*  vllm")
     assert sum(1 for ln in lines if ln.startswith("   vllm") or ln.startswith("   trtllm") or ln.startswith("   tgi")) <= 3
     assert any(ln.startswith("rejected (") for ln in lines)

@@ -117,7 +117,7 @@ def test_missing_file_empty_file_directory(run, tmp_path, write):
     d = tmp_path / "specs"
     d.mkdir()
     code, _, err = run("validate", str(d))
-    assert (code, err) == (2, f"{d}: directory has no .yaml or .yml spec files\n")
+    assert (code, err) == (2, f"{d}: directory has no ServingSpec .yaml or .yml files\n")
 
 
 def test_directory_of_specs(run, tmp_path):

@@ -20,19 +20,44 @@ from parc.errors import ParcError, UsageError
 _DEBUG = {"on": False}
 
 
-def _fail(exc: ParcError) -> NoReturn:
-    for line in exc.lines():
-        click.echo(line, err=True)
+def _fail(exc: ParcError, fmt: str = "text", command: str = "", file: str = "") -> NoReturn:
+    if fmt == "text" and not file:
+        for line in exc.lines():
+            click.echo(line, err=True)
+    else:
+        from parc.diagnostics import Report, from_error
+        from parc.errors import InfeasibleError
+
+        report = Report(command, diagnostics=from_error(exc, file))
+        if fmt == "json" and isinstance(exc, InfeasibleError) and exc.document:
+            # an infeasible plan is still a plan document: the closest placement and why
+            from parc.report import to_json
+
+            click.echo(to_json({**exc.document, "problems": report.document()["problems"]}), nl=False)
+        else:
+            _emit(report, fmt if fmt in ("json", "github") else "text")
     sys.exit(exc.exit_code)
 
 
-def _run(fn: Callable[[], int | None]) -> None:
+def _emit(report: Any, fmt: str) -> int:
+    """Print a :class:`parc.diagnostics.Report` in ``fmt``; return its exit code."""
+    out, err = report.render(fmt)
+    if out:
+        click.echo(out, nl=False)
+    if err:
+        click.echo(err, nl=False, err=True)
+    return int(report.exit_code)
+
+
+def _run(fn: Callable[[], int | None], fmt: str = "text", command: str = "", file: str = "") -> None:
+    """Run a command body: a ParcError prints (in ``fmt``; its lines name ``file`` when given)
+    and exits with its code; anything else is a bug and prints its traceback."""
     try:
         code = fn()
     except ParcError as exc:
         if _DEBUG["on"]:
             traceback.print_exc()
-        _fail(exc)
+        _fail(exc, fmt, command, file)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -42,6 +67,15 @@ def _run(fn: Callable[[], int | None]) -> None:
                    err=True)
         sys.exit(70)
     sys.exit(code or 0)
+
+
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+                       show_default=True,
+                       help="text for people; json (one document on stdout) for programs; github for GitHub "
+                       "Actions annotations (::error file=...,line=...,col=...::).")
+_SKIP = click.option("--skip-non-specs", is_flag=True,
+                     help="Skip YAML files that are not ServingSpecs instead of reporting them (the pre-commit "
+                     "hook passes every staged YAML file). Directories always skip them.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,53 +90,21 @@ def main(debug: bool) -> None:
     _DEBUG["on"] = debug
 
 
-def spec_files(paths: tuple[str, ...]) -> list[Path]:
-    """Expand files and directories (``*.yaml``/``*.yml`` directly inside) in sorted order."""
-    out: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found = sorted(q for q in path.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
-            if not found:
-                raise UsageError(f"{p}: directory has no .yaml or .yml spec files")
-            out += found
-        else:
-            out.append(path)
-    return out
-
-
 @main.command()
 @click.argument("specs", nargs=-1, required=True)
-def validate(specs: tuple[str, ...]) -> None:
-    """Check specs (files or directories): schema and semantic checks, nothing written."""
+@_FORMAT
+@_SKIP
+def validate(specs: tuple[str, ...], fmt: str, skip_non_specs: bool) -> None:
+    """Check specs (files or directories): schema and semantic checks, nothing written.
+    Every spec is checked; the exit code is the highest among them."""
 
     def go() -> int:
-        from parc.errors import SpecError
-        from parc.resolve import load_and_resolve
+        from parc import batch
 
-        problems: list[str] = []
-        bad = 0
-        for path in spec_files(specs):
-            try:
-                res = load_and_resolve(path)
-            except SpecError as exc:
-                bad += 1
-                problems += exc.lines()[:-1]
-                continue
-            except UsageError as exc:
-                bad += 1
-                problems.append(str(exc))
-                continue
-            click.echo(f"{path}: ok ({res.model.key}, {sum(p.gpus for p in res.pools)} GPUs)")
-        for line in problems:
-            click.echo(line, err=True)
-        if bad:
-            n = len(problems)
-            click.echo(f"{n} problem{'s' if n != 1 else ''} in {bad} spec{'s' if bad != 1 else ''}", err=True)
-            return 2
-        return 0
+        paths, skipped = batch.spec_files(specs, skip_non_specs)
+        return _emit(batch.validate_all(paths, skipped), fmt)
 
-    _run(go)
+    _run(go, fmt, "validate")
 
 
 @main.command()
@@ -133,60 +135,101 @@ def catalog(what: str, fmt: str) -> None:
 
 @main.command()
 @click.argument("spec")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.argument("variants", nargs=-1, metavar="[VARIANT]...")
+@click.option("--format", "fmt", type=click.Choice(["table", "text", "json", "markdown", "csv", "github"]),
+              default="table", show_default=True,
+              help="table (= text) for people; json: plan.json (a plan document with feasible: false when none "
+              "fits); markdown: the PLAN.md `compile` writes; csv: one row per placement; github: the table, "
+              "problems as GitHub Actions annotations.")
 @click.option("--top", type=click.IntRange(0, 100), default=5, show_default=True, help="Alternatives to show.")
-def plan(spec: str, fmt: str, top: int) -> None:
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+              help="Override a spec field before validation, e.g. constraints.tp=8 or slo.objective=cost "
+              "(VALUE is YAML; repeatable).")
+@click.option("--compare", "comparing", is_flag=True,
+              help="Solve the spec pinned to each VARIANT (KEY=VALUE[,KEY=VALUE...] with keys tp, pp, ep, "
+              "dpAttention, replicas, pool, engine) and show their cost terms side by side: "
+              "parc plan spec.yaml --compare tp=4 tp=8.")
+def plan(spec: str, variants: tuple[str, ...], fmt: str, top: int, sets: tuple[str, ...], comparing: bool) -> None:
     """Solve the placement: the chosen plan, ranked alternatives, rejections by reason."""
 
     def go() -> None:
         from parc import report
-        from parc.pipeline import make_plan
+        from parc.pipeline import compare, plan_for
 
         path = Path(spec)
         if path.is_dir():
             raise UsageError(f"{spec}: is a directory; parc plan takes one spec file")
-        doc: dict[str, Any] = make_plan(path, top=top)
+        if variants and not comparing:
+            raise UsageError(f"unexpected argument {variants[0]!r}: parc plan takes one spec file (variants "
+                             "follow --compare)")
+        if comparing:
+            from parc.review import compare_text
+
+            if "=" in spec and not path.exists():
+                raise UsageError(f"{spec}: no such spec file; the spec comes first: parc plan SPEC --compare "
+                                 "tp=4 tp=8")
+            if len(variants) < 2:
+                raise UsageError("--compare needs two or more variants, e.g. parc plan SPEC --compare tp=4 tp=8")
+            click.echo(compare_text(compare(path, variants, sets)), nl=False)
+            return
+        planned = plan_for(path, top=top, sets=sets)
+        doc: dict[str, Any] = planned.document
+        if fmt in ("markdown", "csv"):
+            from parc import review
+
+            click.echo(review.markdown(planned) if fmt == "markdown" else review.csv_text(doc), nl=False)
+            return
         click.echo(report.plan_json(doc) if fmt == "json" else report.plan_table(doc), nl=False)
 
-    _run(go)
+    _run(go, fmt if fmt in ("json", "github") else "text", "plan", spec)
 
 
 @main.command(name="compile")
 @click.argument("specs", nargs=-1, required=True)
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
               help="Output directory (created if missing; files parc did not write are kept).")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 with a diff if OUTPUT is not what would be written.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 with a diff (on stdout) if OUTPUT is not what "
+              "would be written.")
 @click.option("--target", "targets", multiple=True, type=click.Choice(["launch", "slurm", "kubernetes", "helm"]),
               help="Write only these targets (repeatable). Default: the spec's targets.")
-def compile_(specs: tuple[str, ...], output: str, check: bool, targets: tuple[str, ...]) -> None:
-    """Plan and write plan.json, launch scripts, SLURM, Kubernetes and Helm files.
+@_FORMAT
+@_SKIP
+def compile_(specs: tuple[str, ...], output: str, check: bool, targets: tuple[str, ...], fmt: str,
+             skip_non_specs: bool) -> None:
+    """Plan and write plan.json, PLAN.md, launch scripts, SLURM, Kubernetes and Helm files.
 
     One spec file compiles into OUTPUT; a directory or several files compile each spec
-    into OUTPUT/<metadata.name>/.
+    into OUTPUT/<metadata.name>/. Every spec is planned; if any fails, nothing is written
+    and the exit code is the highest among them.
     """
 
-    def go() -> None:
-        from parc import write
-        from parc.pipeline import compile_many, compile_spec
+    def go() -> int:
+        from parc import batch, write
+        from parc.diagnostics import from_error
+        from parc.errors import DriftError
 
-        paths = spec_files(specs)
+        paths, skipped = batch.spec_files(specs, skip_non_specs)
         many = len(specs) > 1 or Path(specs[0]).is_dir()
-        warned: list[str] = []
-        arts = compile_many(paths, targets or None, warned) if many else \
-            compile_spec(paths[0], targets or None, warnings=warned)[1]
-        for w in warned:
-            from parc.errors import printable
-
-            click.echo(printable(w), err=True)
+        report, arts = batch.compile_all(paths, targets or None, many, skipped)
+        if report.exit_code:
+            return _emit(report, fmt)
         out = write.check_output_dir(output, paths)
+        report.extra["output"] = output
         if check:
-            write.check(out, arts)
-            click.echo(f"{output}: up to date ({len(arts)} files)")
-            return
+            try:
+                write.check(out, arts, output)
+            except DriftError as exc:
+                report.diff = exc.diff
+                report.diagnostics += from_error(exc)
+                report.outcome = str(exc)
+                return _emit(report, fmt)
+            report.outcome = f"{output}: up to date ({len(arts)} files)"
+            return _emit(report, fmt)
         write.write(out, arts)
-        click.echo(f"{output}: wrote {len(arts)} files")
+        report.outcome = f"{output}: wrote {len(arts)} files"
+        return _emit(report, fmt)
 
-    _run(go)
+    _run(go, fmt, "compile")
 
 
 @main.command()
@@ -235,6 +278,41 @@ def calibrate(results: str, output: str, held_out: tuple[str, ...]) -> None:
         click.echo(f"{output}: fitted on {len(fit_rows)} rows; on {scope}: median throughput error "
                    f"{before.median_ape * 100:.1f}% -> {after.median_ape * 100:.1f}%, ranking agreement "
                    f"{after.ranking * 100:.1f}%")
+
+    _run(go)
+
+
+
+@main.group()
+def chart() -> None:
+    """The Helm chart parc-serving, as shipped in this parc."""
+
+
+@chart.command(name="export")
+@click.argument("directory")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 with a diff (on stdout) if DIRECTORY/parc-serving "
+              "is not exactly the shipped chart.")
+def chart_export(directory: str, check: bool) -> None:
+    """Write the shipped chart into DIRECTORY/parc-serving.
+
+    The chart is the one that installs the values this parc writes (out/helm/values.yaml).
+    The directory is replaced atomically. Files parc exported before are replaced; a file it
+    did not write, or one edited since, stops the export (exit 2) instead of being overwritten;
+    other files in the directory are kept.
+    """
+
+    def go() -> int:
+        from parc.chart import export
+        from parc.errors import DriftError
+
+        try:
+            out = export(directory, check=check)
+        except DriftError as exc:
+            click.echo(exc.diff, nl=False)
+            click.echo(str(exc), err=True)
+            return exc.exit_code
+        click.echo(f"{out}: {'up to date' if check else 'written'}", err=True)
+        return 0
 
     _run(go)
 

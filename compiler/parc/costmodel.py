@@ -315,7 +315,7 @@ class Context:
     output_tokens: int
 
 
-def _links(ctx: Context, shape: Shape) -> tuple[LinkCost, LinkCost, LinkCost]:
+def links(ctx: Context, shape: Shape) -> tuple[LinkCost, LinkCost, LinkCost]:
     """(TP link, EP link, PP link) for a shape placed on consecutive GPUs of the pool."""
     f = ctx.factors
     tp_link = link(ctx.pool, shape.tp, f)
@@ -360,7 +360,7 @@ def _affine(fn: Callable[[float], float]) -> tuple[float, float]:
 @functools.lru_cache(maxsize=8192)
 def _stage(ctx: Context, shape: Shape) -> _Stage:
     arch, gpu, f = ctx.arch, ctx.pool.gpu, ctx.factors
-    tp_link, ep_link, pp_link = _links(ctx, shape)
+    tp_link, ep_link, pp_link = links(ctx, shape)
     bd = shapes.breakdown(arch)
     split = shape.tp * shape.pp
     contexts = (ctx.input_tokens + ctx.output_tokens / 2, ctx.input_tokens / 2)
@@ -403,12 +403,8 @@ def _stage_time(st: _Stage, seqs: float, new_tokens: float, context: float) -> t
     dpAttention rank, processing ``new_tokens`` tokens in total (decode tokens plus any
     prefill chunk) against a mean context of ``context`` tokens: max(HBM bytes / bandwidth,
     FLOPs / FLOP/s) plus TP all-reduces, EP all-to-alls and the PP send."""
-    w_read = st.w_total
-    if st.experts:
-        routed = max(new_tokens * st.dpa, 1e-9)  # the EP group sees the tokens of every attention rank
-        w_read -= st.experts * st.idle_share ** routed
-    mem_s = (w_read + seqs * st.kv[context]) / st.hbm
-    comp_s = new_tokens * (st.flops_tok + st.attn[context]) / st.peak
+    w_read, kv_read, comp_s = _parts(st, seqs, new_tokens, context)
+    mem_s = (w_read + kv_read) / st.hbm
     act = new_tokens * st.act_tok
     tp_s = st.tp[0] + st.tp[1] * act if st.tp[0] else 0.0
     ep_s = st.ep[0] + st.ep[1] * act if st.ep[0] else 0.0
@@ -441,6 +437,94 @@ def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Tim
     return predict_prepared(prepare(ctx, shape, batched_tokens), load)
 
 
+@dataclass(frozen=True)
+class _Mix:
+    """How one data-parallel rank's iterations are made up at a load (see predict_prepared)."""
+
+    load: float
+    per_rank: float  # sequences of the rank
+    m: float  # micro-batches in flight
+    ctx_mean: float  # mean context of a running sequence (tokens)
+    overhead: float  # engine overhead per iteration (s)
+    budget: float  # prefill tokens an iteration has room for
+    demand: float  # prefill tokens arriving per iteration
+    chunk: float  # prefill chunk of one prompt (tokens)
+    k: int  # chunk iterations per prompt
+    f: float  # share of iterations that carry a chunk
+    mixed: float  # prefill tokens of an iteration that carries chunks
+
+
+def _mix(p: Prepared, load: float) -> _Mix:
+    ctx, shape = p.ctx, p.shape
+    inp, out = ctx.input_tokens, ctx.output_tokens
+    load = max(load, 1.0)
+    per_rank = load / shape.dpa
+    # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches (real-valued,
+    # so a micro-batch never shrinks as the load grows: TPOT is monotone in the load)
+    m = max(1.0, min(per_rank, float(shape.pp)))
+    overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
+    budget = p.batched_tokens - per_rank
+    lam = per_rank / out
+    demand = lam * inp
+    chunk = max(1.0, min(float(inp), budget))
+    k = math.ceil(inp / chunk)
+    f = min(1.0, lam * k)
+    mixed = demand / f if f > 0 else 0.0
+    return _Mix(load, per_rank, m, inp + out / 2, overhead, budget, demand, chunk, k, f, mixed)
+
+
+@dataclass(frozen=True)
+class StepTerms:
+    """Where one decode iteration's time goes (ms per output token of every running sequence,
+    i.e. the parts of TPOT), averaged over plain and prefill-carrying iterations and summed
+    over the pipeline stages. An iteration of a stage costs max(weight + KV reads, compute)
+    plus the collectives, so ``bound_ms`` (that max) + the communication terms + the engine
+    overhead = TPOT."""
+
+    compute_ms: float  # FLOPs / achievable FLOP/s
+    weight_read_ms: float  # weight bytes read / achievable HBM bandwidth
+    kv_read_ms: float  # KV cache bytes read / achievable HBM bandwidth
+    bound_ms: float  # max(reads, compute) per stage: what the GPU is limited by
+    tp_all_reduce_ms: float
+    pp_p2p_ms: float
+    ep_all_to_all_ms: float
+    overhead_ms: float  # the engine's per-iteration scheduling overhead
+    bubble: float  # share of time a pipeline stage idles (decode)
+
+    @property
+    def tpot_ms(self) -> float:
+        return self.bound_ms + self.tp_all_reduce_ms + self.pp_p2p_ms + self.ep_all_to_all_ms + self.overhead_ms
+
+
+def _parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, float, float]:
+    """(weight bytes read, KV bytes read, compute seconds) of one stage iteration."""
+    w_read = st.w_total
+    if st.experts:
+        routed = max(new_tokens * st.dpa, 1e-9)  # the EP group sees the tokens of every attention rank
+        w_read -= st.experts * st.idle_share ** routed
+    return w_read, seqs * st.kv[context], new_tokens * (st.flops_tok + st.attn[context]) / st.peak
+
+
+def step_terms(p: Prepared, load: float) -> StepTerms:
+    """The cost terms of TPOT at ``load`` (what ``parc plan --compare`` shows side by side)."""
+    x = _mix(p, load)
+    st, pp = p.stage, p.shape.pp
+    seqs = x.per_rank / x.m
+    w, kv, comp = _parts(st, seqs, seqs, x.ctx_mean)
+    dec = (w / st.hbm, kv / st.hbm, comp, max((w + kv) / st.hbm, comp))
+    w, kv, comp = _parts(st, seqs, (x.per_rank + x.mixed) / x.m, x.ctx_mean)
+    mix = (w / st.hbm, kv / st.hbm, comp, max((w + kv) / st.hbm, comp))
+    timing = predict_prepared(p, load)
+
+    def avg(i: int) -> float:
+        return pp * (x.f * mix[i] + (1 - x.f) * dec[i]) * 1e3
+
+    bound = avg(3)
+    c = timing.comm
+    return StepTerms(avg(2), avg(0), avg(1), bound, c.tp_all_reduce_ms, c.pp_p2p_ms, c.ep_all_to_all_ms,
+                     x.overhead * 1e3, timing.bubble)
+
+
 def predict_prepared(p: Prepared, load: float) -> Timing:
     """Predict one replica serving ``load`` concurrent requests (continuous batching with
     chunked prefill, ``batched_tokens`` tokens per iteration of one data-parallel rank).
@@ -458,20 +542,9 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     """
     ctx, shape, st, batched_tokens = p.ctx, p.shape, p.stage, p.batched_tokens
     inp, out = ctx.input_tokens, ctx.output_tokens
-    load = max(load, 1.0)
-    ctx_mean = inp + out / 2
-    per_rank = load / shape.dpa
-    # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches (real-valued,
-    # so a micro-batch never shrinks as the load grows: TPOT is monotone in the load)
-    m = max(1.0, min(per_rank, float(shape.pp)))
-    overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
-    budget = batched_tokens - per_rank
-    lam = per_rank / out
-    demand = lam * inp
-    chunk = max(1.0, min(float(inp), budget))
-    k = math.ceil(inp / chunk)
-    f = min(1.0, lam * k)
-    mixed = demand / f if f > 0 else 0.0
+    x = _mix(p, load)
+    load, per_rank, m, ctx_mean, overhead = x.load, x.per_rank, x.m, x.ctx_mean, x.overhead
+    budget, demand, chunk, k, f, mixed = x.budget, x.demand, x.chunk, x.k, x.f, x.mixed
     dec_stage, comm = _stage_time(st, per_rank / m, per_rank / m, ctx_mean)
     mix_stage, comm_mix = _stage_time(st, per_rank / m, (per_rank + mixed) / m, ctx_mean)
     step = shape.pp * (f * mix_stage + (1 - f) * dec_stage) + overhead

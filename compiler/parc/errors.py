@@ -7,6 +7,7 @@ anything else is a bug. Library code raises these; only the CLI turns them into 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 
 @dataclass(frozen=True, order=True)
@@ -82,10 +83,26 @@ class InfeasibleError(ParcError):
 
     def __init__(self, message: str, closest: list[str] | None = None):
         self.closest = closest or []
+        #: plan.json-shaped document of the closest placement and why (set by the pipeline,
+        #: which knows the spec); printed by ``parc plan --format json``.
+        self.document: dict[str, object] | None = None
+        #: the solver's closest miss (a Solution that misses the SLO, or a Rejection) and all
+        #: rejections; typed in parc.solver, kept opaque here so errors import nothing.
+        self.closest_solution: object | None = None
+        self.closest_rejection: object | None = None
+        self.rejections: Sequence[object] = ()
         super().__init__(message)
 
     def lines(self) -> list[str]:
         return [str(self)] + self.closest
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One path of the output directory that is not what ``parc compile`` would write."""
+
+    file: str
+    message: str
 
 
 class DriftError(ParcError):
@@ -93,8 +110,9 @@ class DriftError(ParcError):
 
     exit_code = 1
 
-    def __init__(self, message: str, diff: str):
+    def __init__(self, message: str, diff: str, entries: list[Drift] | None = None):
         self.diff = diff
+        self.entries = entries or []
         super().__init__(message)
 
     def lines(self) -> list[str]:

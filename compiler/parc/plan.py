@@ -17,6 +17,7 @@ from parc import __version__
 from parc import costmodel as cm
 from parc import engines
 from parc.engines import ConfigFile, Job, Process, flags
+from parc.errors import InfeasibleError
 from parc.resolve import Resolved, ResolvedPool
 from parc.solver import Group, Rejection, Result, Settings, Solution
 
@@ -37,6 +38,7 @@ class PlanGroup:
     settings: Settings
     load: float  # concurrent requests planned per replica
     weights_gib_per_gpu: float
+    links: tuple[cm.LinkCost, cm.LinkCost, cm.LinkCost]  # what the TP, EP and PP collectives run on
     job: Job
     processes: tuple[Process, ...]
     files: tuple[ConfigFile, ...]
@@ -138,6 +140,7 @@ def predicted(sol: Solution) -> dict[str, Any]:
         "maxConcurrencyPerReplica": min(g.chunk.max_load for g in sol.groups),
         "memoryPerGpuGiB": _memory(g0),
         "communication": _comm(g0),
+        **_cost(sol),
         "groups": [
             {
                 "pool": g.cand.pool.name,
@@ -155,6 +158,18 @@ def predicted(sol: Solution) -> dict[str, Any]:
     }
 
 
+def _cost(sol: Solution) -> dict[str, float]:
+    """``costPerHour`` and ``costPerMillionOutputTokens`` (the user's currency) when every pool
+    the solution uses has costPerGpuHour; nothing otherwise."""
+    per_hour = sol.cost_per_hour
+    if per_hour is None:
+        return {}
+    out = {"costPerHour": _r(per_hour, 4)}
+    if sol.throughput > 0:
+        out["costPerMillionOutputTokens"] = _r(per_hour / (sol.throughput * 3600) * 1e6, 4)
+    return out
+
+
 def _comm(g: Group) -> dict[str, float]:
     c = g.timing.comm
     return {
@@ -165,11 +180,12 @@ def _comm(g: Group) -> dict[str, float]:
 
 
 def score(sol: Solution, objective: str) -> float:
-    """The objective's number: TPOT ms (latency), output tokens/s (throughput), GPUs (cost)."""
+    """The objective's number: TPOT ms (latency), output tokens/s (throughput), cost per hour
+    (cost, priced pools) or GPUs (cost, unpriced)."""
     if objective == "throughput":
         return _r(sol.throughput, 1)
     if objective == "cost":
-        return float(sol.gpus)
+        return _r(sol.cost_per_hour, 4) if sol.cost_per_hour is not None else float(sol.gpus)
     return _r(sol.tpot_s * 1e3)
 
 
@@ -256,7 +272,8 @@ def plan_groups(res: Resolved, sol: Solution) -> tuple[PlanGroup, ...]:
             engine=g.cand.engine, shape=g.cand.shape, replicas=g.replicas, nodes_per_replica=g.cand.nodes_per_replica,
             gpus_per_node=j.gpus_per_node, launcher=eng.launcher(j), settings=g.settings(res.max_context_length),
             load=g.load,
-            weights_gib_per_gpu=g.chunk.memory.weights / cm.GIB, job=j, processes=eng.processes(j),
+            weights_gib_per_gpu=g.chunk.memory.weights / cm.GIB, links=cm.links(g.cand.ctx, g.cand.shape), job=j,
+            processes=eng.processes(j),
             files=eng.config_files(j)))
     return tuple(out)
 
@@ -421,3 +438,31 @@ def _rej_key(r: Rejection) -> tuple[Any, ...]:
 
 
 __all__ = ["Plan", "PlanGroup", "Routing", "build", "placement", "predicted", "score", "notes", "calibration"]
+
+
+def infeasible_document(res: Resolved, exc: InfeasibleError) -> dict[str, Any]:
+    """What ``parc plan --format json`` prints when no placement works: plan.json's header,
+    ``feasible: false``, the reason and fix, the closest placement (with its predictions when
+    it only misses the SLO) and every rejection."""
+    fix = next((c.removeprefix("fix: ") for c in exc.closest if c.startswith("fix: ")), "")
+    closest: dict[str, Any] | None = None
+    sol, rej = exc.closest_solution, exc.closest_rejection
+    if isinstance(sol, Solution):
+        closest = {"engine": sol.engine, "placement": placement(sol), "predicted": predicted(sol),
+                   "misses": list(sol.misses)}
+    elif isinstance(rej, Rejection):
+        closest = _rejected(rej)
+    rejs = [r for r in exc.rejections if isinstance(r, Rejection)]
+    return {
+        "apiVersion": "parc.dev/v1alpha1",
+        "kind": "Plan",
+        "metadata": {"name": res.spec.metadata.name, "specSha256": res.spec_sha256, "parcVersion": __version__},
+        "feasible": False,
+        "meetsSlo": False,
+        "objective": res.spec.slo.objective,
+        "reason": str(exc),
+        "detail": [c for c in exc.closest if not c.startswith("fix: ")],
+        "fix": fix,
+        "closest": closest,
+        "rejected": [_rejected(r) for r in sorted(rejs, key=_rej_key)],
+    }

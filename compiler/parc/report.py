@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict
 from typing import Any, Sequence
 
+from parc.errors import printable
+
 
 def to_json(doc: Any) -> str:
     """Deterministic JSON text: 2-space indent, insertion order, trailing newline."""
@@ -27,16 +29,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int]
     return "\n".join(lines) + "\n"
 
 
-def _row(mark: str, engine: str, placement: dict[str, Any], predicted: dict[str, Any]) -> list[list[Any]]:
+def _money(x: Any) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.2f}" if x >= 1 else f"{x:.4f}"
+
+
+def _row(mark: str, engine: str, placement: dict[str, Any], predicted: dict[str, Any],
+         priced: bool) -> list[list[Any]]:
     rows = []
     for i, (g, p) in enumerate(zip(placement["groups"], predicted["groups"])):
         first = i == 0
         rows.append([
-            mark if first else "", engine if first else "", g["pool"], g["tp"], g["pp"], g["ep"],
-            g["replicas"] * g["dpAttention"], g["gpusPerReplica"] * g["replicas"],
+            mark if first else "", engine if first else "", printable(g["pool"]), g["replicas"], g["dpAttention"],
+            g["tp"], g["pp"], g["ep"], g["gpusPerReplica"] * g["replicas"],
             f"{p['ttftMs']:.0f}", f"{p['tpotMs']:.1f}", f"{p['throughputTokensPerSecond']:.0f}",
             f"{p['memoryPerGpuGiB']['total']:.1f}/{p['memoryPerGpuGiB']['capacity']:.0f}",
-        ])
+        ] + ([_money(predicted.get("costPerHour")) if first else "",
+              _money(predicted.get("costPerMillionOutputTokens")) if first else ""] if priced else []))
     return rows
 
 
@@ -45,12 +55,16 @@ def plan_table(doc: dict[str, Any]) -> str:
     m = doc["model"]
     out = [f"plan {doc['metadata']['name']}: {m['architecture']} ({m['precision']}), objective "
            f"{doc['objective']}, engine {doc['engine']}, {doc['placement']['gpusTotal']} GPUs\n\n"]
-    headers = ["", "engine", "pool", "tp", "pp", "ep", "dp", "GPUs", "TTFT ms", "TPOT ms", "tok/s", "GiB/GPU"]
-    rows = _row("*", doc["engine"], doc["placement"], doc["predicted"])
+    priced = "costPerHour" in doc["predicted"]
+    headers = ["", "engine", "pool", "replicas", "dpAttn", "tp", "pp", "ep", "GPUs", "TTFT ms", "TPOT ms", "tok/s",
+               "GiB/GPU"] + (["cost/h", "cost/Mtok"] if priced else [])
+    rows = _row("*", doc["engine"], doc["placement"], doc["predicted"], priced)
     for alt in doc["alternatives"]:
-        rows += _row(" ", alt["engine"], alt["placement"], alt["predicted"])
-    out.append(table(headers, rows, right={3, 4, 5, 6, 7, 8, 9, 10, 11}))
-    out.append("(* chosen; dp = replicas x dpAttention; TTFT/TPOT at the planned load, tok/s = output tokens/s)\n")
+        rows += _row(" ", alt["engine"], alt["placement"], alt["predicted"], priced)
+    out.append(table(headers, rows, right=set(range(3, len(headers)))))
+    out.append("(* chosen; GPUs = replicas x tp x pp x dpAttn; TTFT/TPOT at the planned load, tok/s = output tokens/s"
+               + ("; cost in the pools' costPerGpuHour currency, Mtok = a million output tokens" if priced else "")
+               + ")\n")
     cal = doc.get("calibration", {})
     band = cal.get("errorBand") or {}
     if band:

@@ -40,6 +40,7 @@ class ResolvedPool:
     rdma_resource: str = ""  # Kubernetes extended resource of the RDMA devices ("" = none requested)
     rdma_per_pod: int = 1
     networks: str = ""  # Multus networks annotation of multi-node pods
+    cost_per_gpu_hour: float | None = None  # the user's price per GPU-hour (any currency); None: unpriced
 
     @property
     def gpus(self) -> int:
@@ -89,6 +90,8 @@ def resolve(doc: Document) -> Resolved:
     pools: tuple[ResolvedPool, ...] = ()
     if "cluster" in sec:
         pools = _resolve_pools(sec["cluster"], doc, problems)
+        if "slo" in sec and sec["slo"].objective == "cost":
+            _check_prices(pools, doc, problems)
     raw_workload = doc.data.get("workload") if isinstance(doc.data, dict) else None
     given = isinstance(raw_workload, dict) and "concurrency" in raw_workload
     if "workload" in sec and "slo" in sec and not given:
@@ -250,8 +253,21 @@ def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tupl
                                         ("NCCL_SOCKET_IFNAME", pool.nccl_socket_ifname)) if v)
         out.append(ResolvedPool(i, pool.name, gpu, pool.nodes, pool.gpus_per_node, intra, domain, inter,
                                 float(gbps), pool.scheduler, env, pool.rdma_resource or "", pool.rdma_per_pod,
-                                pool.networks or ""))
+                                pool.networks or "", pool.cost_per_gpu_hour))
     return tuple(out)
+
+
+def _check_prices(pools: tuple[ResolvedPool, ...], doc: Document, problems: list[Problem]) -> None:
+    """Objective cost compares placements by cost per hour when pools are priced: then every
+    pool needs a price (an unpriced pool would look free)."""
+    priced = [p for p in pools if p.cost_per_gpu_hour is not None]
+    if not priced:
+        return
+    for p in pools:
+        if p.cost_per_gpu_hour is None:
+            problems.append(Problem(doc.locate(("cluster", "pools", p.index)), f"cluster.pools[{p.index}].costPerGpuHour",
+                                    f"required with slo.objective cost because pool {priced[0].name!r} is priced "
+                                    "(an unpriced pool would look free); price every pool or none"))
 
 
 def _raw_pools(doc: Document) -> list[Any]:

@@ -11,8 +11,9 @@ with ``workload.concurrency`` C and R replicas each serves ceil(C / R).
 - latency: for each distinct per-replica load L, each pool takes the shape with the most
   replicas among those within a TPOT threshold; the smallest feasible threshold wins
   (then TTFT). More replicas never raise a replica's load, so this is exact.
-- cost: for each L, fill the ceil(C / L) replicas from the cheapest shapes (GPUs per
-  replica) that meet every target at L.
+- cost: for each L, fill the ceil(C / L) replicas from the cheapest shapes that meet every
+  target at L: cost per hour of a replica when the pools are priced (costPerGpuHour), GPUs
+  per replica otherwise.
 """
 
 from __future__ import annotations
@@ -148,13 +149,24 @@ class Solution:
     def engine(self) -> str:
         return self.groups[0].cand.engine
 
+    @property
+    def cost_per_hour(self) -> float | None:
+        """The GPUs' price per hour (cluster.pools[].costPerGpuHour, the user's currency); None
+        unless every pool the solution uses is priced."""
+        prices = [g.cand.pool.cost_per_gpu_hour for g in self.groups]
+        if any(p is None for p in prices):
+            return None
+        return sum(g.gpus * (p or 0.0) for g, p in zip(self.groups, prices))
+
     def key(self, objective: str) -> tuple[float, ...]:
         """Sort key, lower is better."""
         miss = 0.0 if self.meets_slo else 1.0
         if objective == "throughput":
             return (miss, -round(self.throughput, 6), self.gpus, self.tpot_s)
         if objective == "cost":
-            return (miss, self.gpus, -round(self.throughput, 6), self.tpot_s)
+            cost = self.cost_per_hour
+            return (miss, round(cost, 9) if cost is not None else float(self.gpus), self.gpus,
+                    -round(self.throughput, 6), self.tpot_s)
         return (miss, round(self.tpot_s, 12), round(self.ttft_s, 12), self.gpus)
 
     def signature(self) -> tuple[tuple[Any, ...], ...]:
@@ -700,18 +712,18 @@ def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: s
     sols: list[Solution] = []
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
-        offers: list[tuple[int, float, Candidate, int]] = []
+        offers: list[tuple[float, float, Candidate, int]] = []
         for cs in pools.values():
             ok = [c for c in cs if ev.ok(c, load)]
             if not ok:
                 continue
             c = min(ok, key=lambda c: (c.shape.gpus, ev.timing(c, load).tpot_s))
             top = max(_replica_options(c, None, max_gpus) or [0])
-            offers.append((c.shape.gpus, ev.timing(c, load).tpot_s, c, top))
-        offers.sort(key=lambda o: (o[0], o[1]))
+            offers.append((_replica_price(c), ev.timing(c, load).tpot_s, c, top))
+        offers.sort(key=lambda o: (o[0], o[2].shape.gpus, o[1]))
         chosen: list[tuple[Candidate, int, float]] = []
         left = need
-        for g, _, c, top in offers:
+        for _, _, c, top in offers:
             if left <= 0:
                 break
             take = min(top, left)
@@ -737,12 +749,21 @@ def solve(res: Resolved, top: int = 5) -> Result:
     cands, rejs = enumerate_candidates(res)
     objective = res.spec.slo.objective
     if not cands:
-        raise InfeasibleError(*_why_nothing_fits(res, rejs))
+        exc = InfeasibleError(*_why_nothing_fits(res, rejs))
+        mem = [r for r in rejs if r.kind == "memory"]
+        exc.closest_rejection = max(mem, key=lambda r: r.shape.gpus) if mem else (rejs[0] if rejs else None)
+        exc.rejections = rejs
+        raise exc
     ev = _Evaluator(res)
     sols = search(res, cands, ev=ev)
     feasible = [s for s in sols if s.meets_slo]
     if not feasible:
-        raise InfeasibleError(*_why_slo(res, cands, sols))
+        exc = InfeasibleError(*_why_slo(res, cands, sols))
+        # the closest: the best miss, else the fastest shape with one request
+        exc.closest_solution = sols[0] if sols else ev.solution(
+            [(min(cands, key=lambda c: ev.timing(c, 1).tpot_s), 1, 1.0)])
+        exc.rejections = rejs
+        raise exc
     best = feasible[0]
     # alternatives: the best solution with each other candidate pinned on its pool
     seen: set[tuple[object, ...]] = {best.signature(), tuple(x[1:] for x in best.signature())}
@@ -803,8 +824,15 @@ def _standalone_key(ev: _Evaluator, c: Candidate, objective: str) -> tuple[float
         load = ev.best_load(c) or 1
         return (-ev.timing(c, load).throughput * c.max_replicas,)
     if objective == "cost":
-        return (c.shape.gpus, t.tpot_s)
+        return (_replica_price(c), c.shape.gpus, t.tpot_s)
     return (t.tpot_s, t.ttft_s)
+
+
+def _replica_price(c: Candidate) -> float:
+    """What one replica of ``c`` costs per hour (costPerGpuHour x GPUs), or its GPUs when the
+    pool is unpriced (validation makes every pool priced or none under objective cost)."""
+    price = c.pool.cost_per_gpu_hour
+    return c.shape.gpus * price if price is not None else float(c.shape.gpus)
 
 
 def _slo_reason(ev: _Evaluator, c: Candidate, t: cm.Timing) -> str:

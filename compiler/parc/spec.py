@@ -229,6 +229,11 @@ class Pool(_Model):
         default=None, pattern=r"^[=^]?[A-Za-z0-9_.:-]+(,[=^]?[A-Za-z0-9_.:-]+)*$", max_length=512,
         description="NCCL_IB_HCA for multi-node replicas: the InfiniBand/RoCE HCAs NCCL uses (e.g. mlx5). "
         "Default: unset.")
+    cost_per_gpu_hour: float | None = Field(
+        default=None, gt=0, le=1000000,
+        description="Price of one GPU of this pool per hour, in any currency (the currency is yours; use one "
+        "for every pool). Gives plan.json predicted.costPerHour and costPerMillionOutputTokens when every pool "
+        "the plan uses is priced; objective cost then minimises cost per hour. Default: unpriced.")
 
     @field_validator("name")
     @classmethod

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from parc.errors import DriftError, UsageError
+from parc.errors import Drift, DriftError, UsageError
 from parc.targets import Artifact
 
 MANIFEST = ".parc-manifest"
@@ -267,19 +267,26 @@ def _write(out: Path, artifacts: list[Artifact]) -> None:
             raise
 
 
-def drift(out: Path, artifacts: list[Artifact]) -> str:
-    """A unified diff between ``out`` and what would be written ('' when current). The whole
-    tree is compared: a file parc would not write is drift too. Files are read without
-    following symlinks, bounded, regular files only; the content of anything else is never
-    shown."""
+def drift(out: Path, artifacts: list[Artifact]) -> tuple[str, list[Drift]]:
+    """A unified diff between ``out`` and what would be written ('' when current), and one
+    :class:`Drift` per differing path. The whole tree is compared: a file parc would not write
+    is drift too. Files are read without following symlinks, bounded, regular files only; the
+    content of anything else is never shown."""
     arts = [a for a in artifacts if a.path != MANIFEST]
     arts.append(manifest(arts))
     chunks: list[str] = []
+    entries: list[Drift] = []
+
+    def found(path: str, what: str, text: str | list[str]) -> None:
+        entries.append(Drift(str(out / path), what))
+        chunks.extend([text] if isinstance(text, str) else text)
+
     now = {a.path for a in arts}
     for a in sorted(arts, key=lambda a: a.path):
         p = out / a.path
         if p.is_symlink() or (p.exists() and not p.is_file()):
-            chunks.append(f"not a regular file: {a.path} (a symlink or special file; its content is not read)\n")
+            found(a.path, "is not a regular file (a symlink or special file)",
+                  f"not a regular file: {a.path} (a symlink or special file; its content is not read)\n")
             continue
         raw = read_bounded(p, 2 * len(a.content.encode()) + (1 << 20))
         try:
@@ -287,16 +294,21 @@ def drift(out: Path, artifacts: list[Artifact]) -> str:
         except UnicodeDecodeError:
             old = None
         if old is None:
-            chunks.append(f"missing: {a.path}\n" if not p.exists() else f"unreadable: {a.path} (too large or not "
-                          "UTF-8)\n")
+            if not p.exists():
+                found(a.path, "is missing", f"missing: {a.path}\n")
+            else:
+                found(a.path, "is unreadable (too large or not UTF-8)",
+                      f"unreadable: {a.path} (too large or not UTF-8)\n")
             continue
         if old != a.content:
-            chunks += difflib.unified_diff(old.splitlines(keepends=True), a.content.splitlines(keepends=True),
-                                           f"a/{a.path}", f"b/{a.path}")
-            if chunks and not chunks[-1].endswith("\n"):
-                chunks[-1] += "\n"
+            lines = list(difflib.unified_diff(old.splitlines(keepends=True), a.content.splitlines(keepends=True),
+                                              f"a/{a.path}", f"b/{a.path}"))
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += "\n"
+            found(a.path, "differs from what `parc compile` would write", lines)
         elif stat.S_IMODE(p.stat().st_mode) != a.mode:
-            chunks.append(f"mode: {a.path} is {stat.S_IMODE(p.stat().st_mode):o}, expected {a.mode:o}\n")
+            found(a.path, f"has mode {stat.S_IMODE(p.stat().st_mode):o}, expected {a.mode:o}",
+                  f"mode: {a.path} is {stat.S_IMODE(p.stat().st_mode):o}, expected {a.mode:o}\n")
     if out.is_dir() and not out.is_symlink():
         for root, dirs, files in os.walk(out):
             rel_root = Path(root).relative_to(out)
@@ -304,18 +316,21 @@ def drift(out: Path, artifacts: list[Artifact]) -> str:
                 rel = (rel_root / name).as_posix()
                 if rel not in now:
                     kind = "symlink" if (Path(root) / name).is_symlink() else "file"
-                    chunks.append(f"extra: {rel} ({kind} parc would not write)\n")
+                    found(rel, f"is a {kind} parc would not write", f"extra: {rel} ({kind} parc would not write)\n")
             dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
-    return "".join(chunks)
+    return "".join(chunks), entries
 
 
-def check(out: Path, artifacts: list[Artifact]) -> None:
-    """Raise DriftError (exit 1) with the diff when ``out`` is not exactly current."""
-    diff = drift(Path(out), artifacts)
-    if diff:
-        n = sum(1 for line in diff.splitlines()
-                if line.startswith(("+++ ", "missing: ", "stale: ", "mode: ", "extra: ", "not a regular", "unreadable")))
-        raise DriftError(f"{out}: {n} file{'s' if n != 1 else ''} differ from what `parc compile` would write", diff)
+def check(out: Path, artifacts: list[Artifact], label: str | None = None) -> None:
+    """Raise DriftError (exit 1) with the diff and the differing paths when ``out`` is not
+    exactly current; paths are shown under ``label`` (the directory as the user named it)."""
+    diff, entries = drift(Path(out), artifacts)
+    if label is not None:
+        entries = [Drift(os.path.join(label, os.path.relpath(e.file, out)), e.message) for e in entries]
+    if entries:
+        n = len(entries)
+        raise DriftError(f"{out}: {n} file{'s differ' if n != 1 else ' differs'} from what `parc compile` would write",
+                         diff, entries)
 
 
 def write_file(path: Path, artifact: Artifact) -> None:

@@ -3,6 +3,37 @@ Mirrors compiler/parc/targets/kubernetes.py::objects; a test renders this chart 
 Helm for every example and compares the objects with parc's manifests.
 */}}
 
+{{/*
+The values with the release's defaults filled in, written into the dict given as the second
+argument: (list $ $v). `name` "" is the release name, `namespace` "" the release namespace
+(`helm -n`), a group's `name` "" is `name` for a single group, else `<name>-<pool>` (parc's
+rule). Names must be DNS-1123 labels: object names and label values at once.
+*/}}
+{{- define "parc.resolve" -}}
+{{- $ := index . 0 -}}
+{{- $v := index . 1 -}}
+{{- $_ := set $v "name" ($.Values.name | default $.Release.Name) -}}
+{{- $_ := set $v "namespace" ($.Values.namespace | default $.Release.Namespace) -}}
+{{- $groups := list -}}
+{{- $names := list $v.name -}}
+{{- range $g := $.Values.groups -}}
+{{- $fallback := ternary $v.name (printf "%s-%s" $v.name $g.pool) (eq (len $.Values.groups) 1) -}}
+{{- $name := $g.name | default $fallback -}}
+{{- $groups = append $groups (merge (dict "name" $name) $g) -}}
+{{- $names = append $names $name -}}
+{{- end -}}
+{{- $_ := set $v "groups" $groups -}}
+{{- $_ := merge $v $.Values -}}
+{{- range $n := $names -}}
+{{- if or (gt (len $n) 63) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $n)) -}}
+{{- fail (printf "parc-serving: name %q is not a DNS-1123 label of at most 63 characters (lower-case letters, digits, '-'); set `name` in the values or choose another release name" $n) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $v.namespace) -}}
+{{- fail (printf "parc-serving: namespace %q is not a DNS-1123 label; set `namespace` in the values or pass another `helm -n`" $v.namespace) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "parc.labels" -}}
 {{- $v := index . 0 -}}
 {{- $ours := dict "app.kubernetes.io/name" $v.name "app.kubernetes.io/instance" (index . 1) "app.kubernetes.io/component" (index . 2) "app.kubernetes.io/managed-by" "parc" -}}

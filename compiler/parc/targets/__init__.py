@@ -60,10 +60,11 @@ def registry() -> dict[str, Builder]:
 
 
 def build(inputs: Inputs, targets: tuple[str, ...]) -> list[Artifact]:
-    """plan.json plus every requested target's files, sorted by path."""
+    """plan.json and PLAN.md (for reviewers) plus every requested target's files, sorted by path."""
     from parc.report import to_json
+    from parc.review import markdown
 
-    arts = [Artifact("plan.json", to_json(inputs.plan.document))]
+    arts = [Artifact("plan.json", to_json(inputs.plan.document)), Artifact("PLAN.md", markdown(inputs.plan))]
     reg = registry()
     for t in targets:
         if t not in reg:
