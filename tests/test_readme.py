@@ -42,3 +42,13 @@ def test_shell_completion_as_documented():
     env.update(COMP_WORDS="parc validate --format ", COMP_CWORD="3")
     words = subprocess.run([parc], env=env, capture_output=True, text=True).stdout.split()
     assert {"plain,text", "plain,json", "plain,github"} <= set(words)
+
+
+def test_readme_plan_output_is_what_parc_prints(run, monkeypatch):
+    """The README's sample `parc plan` output is the current output, byte for byte."""
+    monkeypatch.chdir(ROOT)
+    cmd = "$ parc plan examples/llama2-70b-4xa100-nvlink.yaml\n"
+    start = README.index(cmd) + len(cmd)
+    shown = README[start:README.index("```", start)]
+    code, out, _ = run("plan", "examples/llama2-70b-4xa100-nvlink.yaml")
+    assert code == 0 and shown == out

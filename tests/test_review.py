@@ -253,7 +253,7 @@ def test_table_splits_dp_into_replicas_and_dp_attention_and_shows_cost(run):
     code, out, _ = run("plan", str(COST))
     assert code == 0
     header = out.splitlines()[2].split()
-    assert header == ["engine", "pool", "replicas", "dpAttn", "tp", "pp", "ep", "GPUs", "TTFT", "ms", "TPOT", "ms",
+    assert header == ["engine", "pool", "replicas", "dpAttn", "tp", "pp", "ep", "GPUs", "load", "TTFT", "ms", "TPOT", "ms",
                       "tok/s", "GiB/GPU", "cost/h", "cost/Mtok"]
     chosen = out.splitlines()[3].split()
     assert chosen[:9] == ["*", "vllm", "l40s", "1", "1", "1", "3", "1", "3"] and chosen[-2] == "3.00"
@@ -308,7 +308,7 @@ def _big_spec(write, gpus_per_node: int, nodes: int, model: str = "meta-llama/Ll
 
 
 def test_diagram_is_bounded_for_4096_gpus(write):
-    plan = plan_for(_big_spec(write, 8, 512))
+    plan = plan_for(_big_spec(write, 8, 512), sets=["slo.objective=throughput"])  # every GPU busy
     assert plan.document["placement"]["gpusTotal"] == 4096
     lines = review.diagram(plan)
     assert len(lines) < 40

@@ -202,6 +202,13 @@ def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> l
     """Sentences that explain choices a reader would question (TP over PCIe, PP, EP, the
     chunk budget, engine-specific settings)."""
     out = []
+    conc = res.spec.workload.concurrency
+    if conc is not None and res.spec.slo.objective == "throughput":
+        loads = ", ".join(f"{g.cand.pool.name} {g.replicas} x {g.load:g}" for g in sol.groups)
+        out.append(f"workload.concurrency {conc} is a floor under objective throughput: the plan sustains at least "
+                   f"{conc} concurrent requests within the SLO, each replica at the load that maximises its "
+                   f"throughput (replicas x requests: {loads}; "
+                   f"{sum(g.replicas * g.load for g in sol.groups):g} in all)")
     for pg in groups:
         out += [f"{pg.pool.name}: {n}" for n in engines.get(pg.engine).notes(pg.job)]
         st = pg.settings

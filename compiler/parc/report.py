@@ -42,7 +42,7 @@ def _row(mark: str, engine: str, placement: dict[str, Any], predicted: dict[str,
         first = i == 0
         rows.append([
             mark if first else "", engine if first else "", printable(g["pool"]), g["replicas"], g["dpAttention"],
-            g["tp"], g["pp"], g["ep"], g["gpusPerReplica"] * g["replicas"],
+            g["tp"], g["pp"], g["ep"], g["gpusPerReplica"] * g["replicas"], f"{p['concurrencyPerReplica']:g}",
             f"{p['ttftMs']:.0f}", f"{p['tpotMs']:.1f}", f"{p['throughputTokensPerSecond']:.0f}",
             f"{p['memoryPerGpuGiB']['total']:.1f}/{p['memoryPerGpuGiB']['capacity']:.0f}",
         ] + ([_money(predicted.get("costPerHour")) if first else "",
@@ -56,13 +56,14 @@ def plan_table(doc: dict[str, Any]) -> str:
     out = [f"plan {doc['metadata']['name']}: {m['architecture']} ({m['precision']}), objective "
            f"{doc['objective']}, engine {doc['engine']}, {doc['placement']['gpusTotal']} GPUs\n\n"]
     priced = "costPerHour" in doc["predicted"]
-    headers = ["", "engine", "pool", "replicas", "dpAttn", "tp", "pp", "ep", "GPUs", "TTFT ms", "TPOT ms", "tok/s",
-               "GiB/GPU"] + (["cost/h", "cost/Mtok"] if priced else [])
+    headers = ["", "engine", "pool", "replicas", "dpAttn", "tp", "pp", "ep", "GPUs", "load", "TTFT ms", "TPOT ms",
+               "tok/s", "GiB/GPU"] + (["cost/h", "cost/Mtok"] if priced else [])
     rows = _row("*", doc["engine"], doc["placement"], doc["predicted"], priced)
     for alt in doc["alternatives"]:
         rows += _row(" ", alt["engine"], alt["placement"], alt["predicted"], priced)
     out.append(table(headers, rows, right=set(range(3, len(headers)))))
-    out.append("(* chosen; GPUs = replicas x tp x pp x dpAttn; TTFT/TPOT at the planned load, tok/s = output tokens/s"
+    out.append("(* chosen; GPUs = replicas x tp x pp x dpAttn; load = concurrent requests planned per replica; "
+               "TTFT/TPOT at that load, tok/s = output tokens/s"
                + ("; cost in the pools' costPerGpuHour currency, Mtok = a million output tokens" if priced else "")
                + ")\n")
     cal = doc.get("calibration", {})

@@ -243,6 +243,8 @@ def _resolve_pools(cluster: Any, doc: Document, problems: list[Problem]) -> tupl
             problems.append(Problem(doc.locate(where + ("intraNode",)), f"cluster.pools[{i}].intraNode",
                                     f"{gpu.key} has no NVLink; remove intraNode or set it to pcie"))
         domain = gpu.nvlink_domain if intra == "nvlink" else 0
+        if not gpu.nvlink_spans_nodes:
+            domain = min(domain, pool.gpus_per_node)  # a board's NVLink ends at its node
         inter = pool.inter_node or "none"
         if pool.inter_node_gbps is not None and inter == "none":
             problems.append(Problem(doc.locate(where + ("interNodeGbps",)), f"cluster.pools[{i}].interNodeGbps",

@@ -249,7 +249,10 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
 def _shapes(arch: ModelArch, pool: ResolvedPool, allow: dict[str, set[int] | None],
             max_gpus: int | None) -> Iterable[cm.Shape]:
     limit = min(pool.gpus, max_gpus or pool.gpus)
-    tps = _powers_and_divisors(max(pool.tp_domain, max(allow["tp"] or {1})), pool.gpus_per_node)
+    # TP degrees up to the NVLink domain; one power of two past it when the pool has the GPUs,
+    # so the plan shows why a TP group over the node boundary was not taken
+    beyond = pool.tp_domain * 2 if pool.tp_domain * 2 <= pool.gpus else pool.tp_domain
+    tps = _powers_and_divisors(max(beyond, max(allow["tp"] or {1})), pool.gpus_per_node)
     if allow["tp"] is not None:
         tps = sorted(set(tps) | allow["tp"])
     dpas = [1]
@@ -545,8 +548,31 @@ def search(res: Resolved, cands: list[Candidate], pinned: Candidate | None = Non
             out += _search_latency(ev, pools, allowed_r, cons.max_gpus, conc)
         else:
             out += _search_cost(ev, pools, allowed_r, cons.max_gpus, conc)
-    out.sort(key=lambda s: s.key(objective))
-    return out
+    return rank(out, objective)
+
+
+#: The latency objective's rule (README "How parc decides"): placements whose TPOT is within
+#: TPOT_WINDOW of the best TPOT are equally fast; among them, those whose TTFT is within
+#: TTFT_WINDOW of the best TTFT there; among those, the fewest GPUs, then TPOT, then TTFT.
+TPOT_WINDOW = 0.05
+TTFT_WINDOW = 0.05
+
+
+def rank(sols: list[Solution], objective: str) -> list[Solution]:
+    """``sols`` best first under ``objective``; for latency with the windows above, computed
+    over the solutions that meet the SLO."""
+    if objective != "latency":
+        return sorted(sols, key=lambda s: s.key(objective))
+    ok = [s for s in sols if s.meets_slo]
+    t_cap = min((s.tpot_s for s in ok), default=math.inf) * (1 + TPOT_WINDOW) * (1 + 1e-12)
+    f_cap = min((s.ttft_s for s in ok if s.tpot_s <= t_cap), default=math.inf) * (1 + TTFT_WINDOW) * (1 + 1e-12)
+
+    def key(s: Solution) -> tuple[float, ...]:
+        inside = s.meets_slo and s.tpot_s <= t_cap and s.ttft_s <= f_cap
+        return (0.0 if s.meets_slo else 1.0, 0.0 if inside else 1.0, float(s.gpus) if inside else 0.0,
+                round(s.tpot_s, 12), round(s.ttft_s, 12), float(s.gpus))
+
+    return sorted(sols, key=key)
 
 
 def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
@@ -634,20 +660,28 @@ def _supply(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[in
 
 def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
                     max_gpus: int | None, conc: int) -> list[Solution]:
-    sols: list[Solution] = []
+    """The latency objective's placements (see :func:`rank` for the rule), in three passes
+    over the distinct per-replica loads L (ceil(C / R) for R replicas):
+
+    1. the best TPOT: at each L the smallest TPOT threshold at which the pools supply
+       ceil(C / L) replicas (a sweep); the minimum over L is exact, since every placement
+       with R replicas runs each at L = ceil(C / R);
+    2. the best TTFT among placements within the TPOT window, by the same sweep on TTFT;
+    3. at each L, the fewest GPUs that supply ceil(C / L) replicas from shapes inside both
+       windows (greedy by GPUs per replica, optimal as every replica counts the same), plus
+       the fastest placement of that L for the alternatives."""
+    levels: list[tuple[int, int, list[list[tuple[float, float, Candidate, int]]]]] = []
     best_tpot = math.inf
     last_tpot: dict[Candidate, float] = {}  # TPOT at the last load evaluated (TPOT grows with load)
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         # cheap pre-check (no predictions): can the pools supply `need` replicas at all?
-        supply = _supply(ev, pools, allowed_r, max_gpus, load)
-        if supply < need:
+        if _supply(ev, pools, allowed_r, max_gpus, load) < need:
             continue
-        # bound: no shape can beat the best solution's TPOT at this or any larger load
+        # bound: no shape can come within the TPOT window at this or any larger load
         feasible = [c for cs in pools.values() for c in cs if ev.max_ok_load(c) >= load]
-        if feasible and min(last_tpot.get(c, 0.0) for c in feasible) > best_tpot:
+        if feasible and min(last_tpot.get(c, 0.0) for c in feasible) > best_tpot * (1 + TPOT_WINDOW):
             break
-        # per pool: candidates meeting memory and SLO at this load, with their replicas
         rows: list[list[tuple[float, float, Candidate, int]]] = []
         for cs in pools.values():
             row = []
@@ -659,41 +693,56 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
                 for r in _replica_options(c, allowed_r, max_gpus):
                     row.append((t.tpot_s, t.ttft_s, c, r))
             rows.append(row)
-        chosen = _threshold_pick(rows, need, max_gpus)
-        if chosen is None:
+        t1 = _sweep(rows, need, 0, math.inf)
+        if t1 is None:
             continue
-        reps = sum(r for _, r in chosen)
-        real = float(-(-conc // reps))
-        sol = ev.solution([(c, r, real) for c, r in chosen])
-        sols.append(sol)
-        best_tpot = min(best_tpot, sol.tpot_s)
+        levels.append((load, need, rows))
+        best_tpot = min(best_tpot, t1)
+    if not levels:
+        return []
+    tpot_cap = best_tpot * (1 + TPOT_WINDOW)
+    ttfts = [_sweep(rows, need, 1, tpot_cap) for _, need, rows in levels]
+    best_ttft = min((x for x in ttfts if x is not None), default=math.inf)
+    ttft_cap = best_ttft * (1 + TTFT_WINDOW)
+    sols: list[Solution] = []
+    for _, need, rows in levels:
+        picks = [_threshold_pick(rows, need, max_gpus)]
+        if best_ttft < math.inf:
+            picks.append(_fewest_gpus(rows, need, tpot_cap, ttft_cap, max_gpus, allowed_r))
+        for chosen in picks:
+            if chosen is None:
+                continue
+            real = float(-(-conc // sum(r for _, r in chosen)))
+            sols.append(ev.solution([(c, r, real) for c, r in chosen]))
     return sols
+
+
+def _sweep(rows: list[list[tuple[float, float, Candidate, int]]], need: int, axis: int,
+           tpot_cap: float) -> float | None:
+    """Smallest threshold on option field ``axis`` (0 TPOT, 1 TTFT), among options with TPOT
+    <= ``tpot_cap``, at which the pools, each taking its option with the most replicas under
+    the threshold, supply ``need`` replicas. O(n log n): the options sorted once, keeping per
+    pool the most replicas seen so far and their sum."""
+    best = [0] * len(rows)
+    total = 0
+    options = sorted((o[1] if axis else o[0], i, o[3]) for i, row in enumerate(rows) for o in row if o[0] <= tpot_cap)
+    for value, i, r in options:
+        if r > best[i]:
+            total += r - best[i]
+            best[i] = r
+        if total >= need:
+            return value
+    return None
 
 
 def _threshold_pick(rows: list[list[tuple[float, float, Candidate, int]]], need: int,
                     max_gpus: int | None) -> list[tuple[Candidate, int]] | None:
-    """Smallest max-TPOT (then max-TTFT) threshold at which the pools, each taking its
-    option with the most replicas under the threshold, supply ``need`` replicas.
-
-    Two sweeps over the options sorted by TPOT, then by TTFT: each keeps, per pool, the
-    most replicas seen so far and their sum, so the search is O(n log n)."""
-
-    def sweep(options: list[tuple[float, int, int]]) -> float | None:
-        best = [0] * len(rows)
-        total = 0
-        for value, i, r in sorted(options):
-            if r > best[i]:
-                total += r - best[i]
-                best[i] = r
-            if total >= need:
-                return value
-        return None
-
-    t1 = sweep([(o[0], i, o[3]) for i, row in enumerate(rows) for o in row])
-    if t1 is None:
-        return None
-    t2 = sweep([(o[1], i, o[3]) for i, row in enumerate(rows) for o in row if o[0] <= t1])
-    if t2 is None:  # pragma: no cover - t1 feasible implies some t2 is
+    """The fastest placement supplying ``need`` replicas: the smallest TPOT threshold, then
+    the smallest TTFT threshold under it; each pool takes its option with the most replicas
+    under both."""
+    t1 = _sweep(rows, need, 0, math.inf)
+    t2 = _sweep(rows, need, 1, t1) if t1 is not None else None
+    if t1 is None or t2 is None:
         return None
     chosen, gpus = [], 0
     for row in rows:
@@ -703,6 +752,35 @@ def _threshold_pick(rows: list[list[tuple[float, float, Candidate, int]]], need:
             chosen.append((c, r))
             gpus += r * c.shape.gpus
     if max_gpus is not None and gpus > max_gpus:
+        return None
+    return chosen
+
+
+def _fewest_gpus(rows: list[list[tuple[float, float, Candidate, int]]], need: int, tpot_cap: float,
+                 ttft_cap: float, max_gpus: int | None,
+                 allowed_r: set[int] | None) -> list[tuple[Candidate, int]] | None:
+    """``need`` replicas from shapes within both windows on the fewest GPUs: each pool's
+    shape with the fewest GPUs per replica (then TPOT, TTFT), pools filled cheapest first.
+    With ``constraints.replicas`` (not every count allowed), the windowed threshold pick."""
+    inside = [[o for o in row if o[0] <= tpot_cap and o[1] <= ttft_cap] for row in rows]
+    if allowed_r is not None:
+        return _threshold_pick(inside, need, max_gpus)
+    per_pool: list[tuple[int, float, float, Candidate, int]] = []
+    for row in inside:
+        if row:
+            tpot, ttft, c, _ = min(row, key=lambda o: (o[2].shape.gpus, o[0], o[1]))
+            rmax = max(o[3] for o in row if o[2] == c)
+            per_pool.append((c.shape.gpus, tpot, ttft, c, rmax))
+    chosen: list[tuple[Candidate, int]] = []
+    left, gpus = need, 0
+    for g, _, _, c, rmax in sorted(per_pool, key=lambda x: x[:3]):
+        if left <= 0:
+            break
+        r = min(rmax, left)
+        chosen.append((c, r))
+        left -= r
+        gpus += r * g
+    if left > 0 or (max_gpus is not None and gpus > max_gpus):
         return None
     return chosen
 
@@ -784,7 +862,7 @@ def solve(res: Resolved, top: int = 5) -> Result:
                 seen.add(s.signature())
                 seen.add(shape_only)
                 alts.append(s)
-    alts.sort(key=lambda s: s.key(objective))
+    alts = rank(alts, objective)
     # memory/SLO rejections of candidates that fit but never meet the SLO
     extra = []
     for c in cands:

@@ -58,6 +58,9 @@ class GpuSpec:
     k8s_product_label: str = ""  # node label key set by GPU feature discovery
     k8s_product_value: str = ""  # its value for this GPU ("" = do not select on it)
     scaleup_link_gbs: float = 0.0  # per link and direction of a point-to-point mesh (xGMI); 0: switched (NVSwitch)
+    # whether the NVLink domain joins several nodes (rack-scale NVLink switches: GB200 NVL72's
+    # 18 compute trays); an HGX/DGX board's domain ends at its node
+    nvlink_spans_nodes: bool = False
 
     @property
     def memory_bytes(self) -> float:

@@ -1,0 +1,129 @@
+"""Objectives that behave (the wrong choices users hit, as regression tests): TP never
+crosses a node or a board's NVLink domain; the latency objective's stated rule (TPOT within
+5% of the best, then TTFT within 5%, then the fewest GPUs); a concurrency under the throughput
+objective is a floor the plan states, with the load each replica is planned at."""
+
+from __future__ import annotations
+
+import json
+
+from parc.loader import load_text
+from parc.pipeline import make_plan
+from parc.resolve import resolve
+from parc.solver import TPOT_WINDOW, Group, Solution, _Evaluator, enumerate_candidates, rank
+
+SPEC = """\
+apiVersion: parc.dev/v1alpha1
+kind: ServingSpec
+metadata:
+  name: t
+model:
+  id: {model}
+  precision: bf16
+workload:
+  inputTokens: {isl}
+  outputTokens: {osl}
+  concurrency: {conc}
+slo:
+  objective: {objective}
+cluster:
+  pools:
+    - name: p
+      gpu: {gpu}
+      nodes: {nodes}
+      gpusPerNode: {per_node}
+      intraNode: nvlink
+      interNode: {fabric}
+"""
+
+
+def _spec(tmp_path, **kw) -> str:
+    args = dict(model="meta-llama/Llama-3.1-70B-Instruct", isl=1000, osl=200, conc=16, objective="latency",
+                gpu="H100-SXM-80GB", nodes=2, per_node=4, fabric="ethernet")
+    args.update(kw)
+    p = tmp_path / "spec.yaml"
+    p.write_text(SPEC.format(**args))
+    return str(p)
+
+
+def _shapes(doc):
+    yield from doc["placement"]["groups"]
+    for a in doc["alternatives"]:
+        yield from a["placement"]["groups"]
+
+
+def test_tp_never_crosses_a_node_of_an_nvlink_board(tmp_path):
+    """Two 4-GPU H100 NVLink nodes over Ethernet: an HGX board's NVLink ends at its node, so
+    tp=8 would run its all-reduces over Ethernet; it is rejected, not costed as NVLink."""
+    doc = make_plan(_spec(tmp_path))
+    assert all(g["tp"] <= 4 for g in _shapes(doc))
+    tp8 = [r for r in doc["rejected"] if r["placement"]["tp"] == 8]
+    assert tp8 and all(r["kind"] == "topology" and "cross the node boundary" in r["reason"] for r in tp8)
+
+
+def test_a_rack_scale_nvlink_domain_spans_trays(tmp_path):
+    """GB200 NVL72: 4-GPU trays joined by the rack's NVLink switches; tp=8 over two trays is
+    one NVLink domain and allowed."""
+    doc = make_plan(_spec(tmp_path, gpu="GB200-NVL-186GB", model="meta-llama/Llama-3.1-405B-Instruct",
+                          fabric="infiniband"))
+    assert not [r for r in doc["rejected"] if r["kind"] == "topology" and r["placement"]["tp"] == 8]
+    assert any(g["tp"] == 8 for g in _shapes(doc))
+
+
+def test_latency_uses_the_fewest_gpus_within_the_tpot_window(tmp_path):
+    """16 requests on 64 nodes of 8 H100: no more than 16 replicas' worth of GPUs, and no
+    placement within 5% of the best TPOT uses fewer GPUs than the chosen one."""
+    doc = make_plan(_spec(tmp_path, model="meta-llama/Llama-3.1-8B-Instruct", nodes=64, per_node=8,
+                          fabric="infiniband"))
+    g = doc["placement"]["groups"][0]
+    assert doc["placement"]["gpusTotal"] <= 16 * g["gpusPerReplica"] < 512
+    best_tpot = min([doc["predicted"]["tpotMs"]] + [a["predicted"]["tpotMs"] for a in doc["alternatives"]])
+    assert doc["predicted"]["tpotMs"] <= best_tpot * (1 + TPOT_WINDOW) * (1 + 1e-9)
+    for a in doc["alternatives"]:
+        if a["meetsSlo"] and a["predicted"]["tpotMs"] <= best_tpot * (1 + TPOT_WINDOW):
+            assert a["placement"]["gpusTotal"] >= doc["placement"]["gpusTotal"] or \
+                a["predicted"]["ttftMs"] > doc["predicted"]["ttftMs"] * 1.05
+
+
+def _solutions(tmp_path):
+    res = resolve(load_text(open(_spec(tmp_path)).read(), "spec.yaml"))
+    ev = _Evaluator(res)
+    cands, _ = enumerate_candidates(res)
+    c = next(c for c in cands if c.shape.gpus == 4)
+
+    def sol(tpot_ms: float, ttft_ms: float, replicas: int, meets: bool = True) -> Solution:
+        group = Group(c, replicas, 1.0, ev.timing(c, 1.0))
+        return Solution((group,), ttft_ms / 1e3, tpot_ms / 1e3, 100.0, meets, () if meets else ("miss",))
+
+    return sol
+
+
+def test_latency_rule_trades_ttft_against_a_few_percent_of_tpot(tmp_path):
+    sol = _solutions(tmp_path)
+    slow_start = sol(10.0, 18000, 1)   # the best TPOT, but an 18 s TTFT
+    quick = sol(10.3, 900, 1)          # 3% slower per token, 20x faster to the first token
+    assert rank([slow_start, quick], "latency")[0] is quick
+
+
+def test_latency_rule_takes_the_fewest_gpus_inside_both_windows(tmp_path):
+    sol = _solutions(tmp_path)
+    big = sol(10.0, 900, 16)           # 64 GPUs
+    small = sol(10.4, 930, 2)          # 8 GPUs, within 5% on TPOT and TTFT
+    tiny_but_slow = sol(11.0, 800, 1)  # 4 GPUs, 10% slower per token: outside the window
+    missing = sol(5.0, 100, 1, meets=False)
+    assert rank([big, tiny_but_slow, missing, small], "latency") == [small, big, tiny_but_slow, missing]
+
+
+def test_throughput_with_concurrency_states_the_floor_and_the_planned_load(tmp_path, run):
+    p = _spec(tmp_path, model="meta-llama/Llama-3.1-8B-Instruct", objective="throughput", conc=64, nodes=1,
+              per_node=8, fabric="none")
+    doc = make_plan(p)
+    assert any("workload.concurrency 64 is a floor under objective throughput" in n for n in doc["notes"])
+    g = doc["placement"]["groups"][0]
+    load = doc["predicted"]["groups"][0]["concurrencyPerReplica"]
+    assert g["replicas"] * load >= 64
+    code, out, _ = run("plan", p)
+    header = out.splitlines()[2].split()
+    assert code == 0 and "load" in header
+    row = out.splitlines()[3].split()
+    assert row[header.index("load") + 1] == f"{load:g}"  # +1: the '*' mark column has no header
