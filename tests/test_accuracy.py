@@ -96,3 +96,53 @@ def test_calibrate_errors(run, tmp_path):
     code, _, err = run("validate", str(spec))
     assert code == 2
     assert f"calibration: {tmp_path / 'nope.yaml'}: no such file" in err
+
+
+def test_error_bands_are_the_held_out_error_of_each_configuration_class():
+    """calibration.yaml's bands are exactly the held-out error of the current model per
+    configuration class and GPU family (so a model change without a refit fails here)."""
+    mod = accuracy_module()
+    _, held, _ = mod.split()
+    fresh = cal.bands(cal.score(held, builtin_calibration()))
+    assert builtin_calibration()["bands"] == fresh, "refit with `python tests/benchmarks/accuracy.py --fit`"
+    assert {k.split("/")[0] for k in fresh if k != "all"} >= {"attention-dp", "tp", "single-gpu"}
+
+
+def test_the_band_a_plan_prints_covers_its_class_held_out_p90(run):
+    """Every example's printed band is at least the held-out 90th-percentile error of its
+    configuration class on its GPU family; with fewer than MIN_BAND_ROWS measurements the plan
+    says so and the band is at least 100%."""
+    bands = builtin_calibration()["bands"]
+    for spec in sorted(EXAMPLES.glob("*.yaml")):
+        code, out, _ = run("plan", str(spec), "--format", "json")
+        if code != 0:
+            continue
+        doc = json.loads(out)
+        band = doc["calibration"]["errorBand"]
+        groups = zip(doc["placement"]["groups"], doc["predicted"]["groups"])
+        for g, _ in groups:
+            shape = cal.cm.Shape(g["tp"], g["pp"], g["ep"], g["dpAttention"])
+            cls = cal.config_class(shape, g["nodesPerReplica"])
+            assert band["throughputP90Ape"] + 1e-9 >= max(
+                (b["p90Ape"] for k, b in bands.items() if k.startswith(f"{cls}/") and b["rows"] >= cal.MIN_BAND_ROWS
+                 and k == band["scope"]), default=0.0), spec
+        if band["fewMeasurements"]:
+            assert band["throughputP90Ape"] >= 1.0, spec
+            text = run("plan", str(spec))[1]
+            assert "few measurements" in text, spec
+        else:
+            assert band["heldOutRows"] >= cal.MIN_BAND_ROWS
+
+
+def test_attention_dp_band_says_how_far_off_the_deepseek_rows_are():
+    """The held-out TensorRT-LLM DeepSeek-R1 rows with attention DP: where parc is more than 25%
+    off, the band of that class on that GPU family is at least that wide (a plan never prints a
+    tighter band than the error parc makes there)."""
+    _, held, _ = accuracy_module().split()
+    ds = [r for r in held if r.arch.key == "deepseek-r1" and r.shape.dpa > 1 and r.engine == "trtllm"]
+    assert len(ds) >= 10
+    bands = builtin_calibration()["bands"]
+    off = [s for s in cal.score(ds, builtin_calibration()) if s.ape > 0.25]
+    for s in off:
+        scope, band, _ = cal.band_for(bands, cal.row_class(s.row), s.row.family)
+        assert band["p90Ape"] >= s.ape, (s.row.id, s.ape, scope, band)

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 from parc import catalog
 from parc.catalog import assumed_checkpoint
 from parc import costmodel as cm
+from parc.engines import capabilities
 from parc.errors import UsageError
 from parc.resolve import ResolvedPool
 
@@ -159,10 +160,17 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
                 continue
             measured = total if total is not None else float(per_gpu or 0) * gpus
             conc = _f(r.get("concurrency", ""))
+            ttft, tpot = _f(r.get("ttft_ms", "")), _f(r.get("tpot_ms", ""))
+            tpot = tpot if tpot is not None else _f(r.get("itl_ms", ""))  # mean inter-token latency = TPOT
+            rate = _f(r.get("request_rate", ""))
+            if conc is None and rate and ttft is not None and tpot is not None:
+                # a request-rate (online) run: Little's law gives the mean concurrency it ran at,
+                # requests/s x seconds each request is in the system (TTFT + output x TPOT)
+                conc = rate * (ttft + out * tpot) / 1e3
             rows.append(Row(r.get("id", ""), r.get("source_id", ""), r.get("engine", "") or "other", arch, gpu, prec,
                             "fp8" if (r.get("kv_cache_precision") or "") == "fp8" else "auto", gpus, nodes,
                             cm.Shape(tp, pp, ep, dpa), replicas, int(inp), int(out), conc, float(measured),
-                            total is None, _f(r.get("ttft_ms", "")), _f(r.get("tpot_ms", ""))))
+                            total is None, ttft, tpot))
     if problems:
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise UsageError("\n".join(problems[:20]) + more)
@@ -184,8 +192,9 @@ class Prediction:
 def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     """parc's prediction for one measured row (None when the placement does not fit)."""
     per_node = max(1, row.gpus // max(row.nodes, 1))
+    domain = row.gpu.nvlink_domain if row.gpu.nvlink_spans_nodes else min(row.gpu.nvlink_domain, per_node)
     pool = ResolvedPool(0, "bench", row.gpu, max(row.nodes, 1), per_node, row.gpu.intra_node_default,
-                        row.gpu.nvlink_domain if row.gpu.intra_node_default == "nvlink" else 0,
+                        domain if row.gpu.intra_node_default == "nvlink" else 0,
                         "infiniband" if row.nodes > 1 else "none", 400.0 if row.nodes > 1 else 0.0, "none", ())
     engine = _engine(row)
     f = cm.factors(row.gpu, engine, cal)
@@ -193,7 +202,9 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, False, f, row.input_tokens, row.output_tokens)
     mem = cm.memory(row.arch, row.gpu, row.shape, ckpt, f, utilization=UTILIZATION,
                     batched_tokens=BATCHED_TOKENS, max_seqs=256)
-    max_load = cm.max_sequences(row.arch, row.shape, row.kv, mem, row.input_tokens + row.output_tokens / 2)
+    admission = capabilities()[engine].kv_admission
+    max_load = cm.max_sequences(row.arch, row.shape, row.kv, mem,
+                                cm.resident_tokens(row.input_tokens, row.output_tokens, admission))
     if max_load < 1:
         return None
     prep = cm.prepare(ctx, row.shape, BATCHED_TOKENS)
@@ -305,8 +316,15 @@ def report(scored: list[Scored], by: Any = None) -> Report:
 
 
 def _loss(scored: list[Scored]) -> float:
-    """Robust loss: mean absolute log error (a 2x miss costs the same either way)."""
-    return statistics.fmean(abs(s.log_err) for s in scored) if scored else math.inf
+    """Robust loss: mean absolute log error (a 2x miss costs the same either way) of every row's
+    throughput and, where a row measured them (online runs at a given concurrency), of its TPOT
+    and TTFT: the online rows pin the load model at the SLO, the offline ones at saturation."""
+    terms = [abs(s.log_err) for s in scored]
+    for s in scored:
+        for pred, meas in ((s.pred.tpot_ms, s.row.tpot_ms), (s.pred.ttft_ms, s.row.ttft_ms)):
+            if meas and pred > 0 and math.isfinite(pred):
+                terms.append(abs(math.log(pred / meas)))
+    return statistics.fmean(terms) if terms else math.inf
 
 
 def fit(rows: list[Row], base: dict[str, Any] | None = None, rounds: int = 3) -> dict[str, Any]:
@@ -379,18 +397,76 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def bands(scored: list[Scored]) -> dict[str, dict[str, float]]:
-    """Expected error band per engine and GPU family (median and 90th-percentile APE)."""
-    out: dict[str, dict[str, float]] = {}
-    for key in (lambda s: f"{_engine(s.row)}/{s.row.family}", lambda s: f"*/{s.row.family}"):
-        rep = report(scored, by=key)
-        for k, (n, med, p90, bias) in rep.groups.items():
-            if n >= 5:
-                out[k] = {"rows": n, "medianApe": round(med, 3), "p90Ape": round(p90, 3), "bias": round(bias, 3)}
-    a = [s.ape for s in scored]
-    out["all"] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_pct(a, 0.9), 3),
-                  "bias": round(_pct([s.pred.throughput / s.row.measured for s in scored], .5) - 1, 3)}
+#: Configuration classes of the error bands, most specific first: a placement belongs to the
+#: first that applies (attention-DP implies EP in practice; multi-node before PP and TP).
+CLASSES = ("attention-dp", "ep", "multi-node", "pp", "tp", "single-gpu")
+#: A band needs this many held-out measurements; with fewer the plan says "few measurements"
+#: and widens it (see :func:`band_for`).
+MIN_BAND_ROWS = 10
+
+
+def config_class(shape: cm.Shape, nodes_per_replica: int) -> str:
+    """The configuration class of a placement (what its prediction error depends on most)."""
+    if shape.dpa > 1:
+        return "attention-dp"
+    if shape.ep > 1:
+        return "ep"
+    if nodes_per_replica > 1:
+        return "multi-node"
+    if shape.pp > 1:
+        return "pp"
+    return "tp" if shape.tp > 1 else "single-gpu"
+
+
+def row_class(row: Row) -> str:
+    return config_class(row.shape, max(1, math.ceil(max(row.nodes, 1) / max(row.replicas, 1))))
+
+
+def _band(group: list[Scored]) -> dict[str, float]:
+    a = [s.ape for s in group]
+    out: dict[str, float] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_pct(a, 0.9), 3),
+                             "bias": round(_pct([s.pred.throughput / s.row.measured for s in group], .5) - 1, 3)}
+    for name, err in (("tpot", [abs(s.pred.tpot_ms - s.row.tpot_ms) / s.row.tpot_ms for s in group
+                                if s.row.tpot_ms]),
+                      ("ttft", [abs(s.pred.ttft_ms - s.row.ttft_ms) / s.row.ttft_ms for s in group
+                                if s.row.ttft_ms])):
+        if err:
+            out[f"{name}Rows"] = len(err)
+            out[f"{name}MedianApe"] = round(_pct(err, 0.5), 3)
+            out[f"{name}P90Ape"] = round(_pct(err, 0.9), 3)
     return out
+
+
+def bands(scored: list[Scored]) -> dict[str, dict[str, float]]:
+    """Error of the scored (held-out) predictions per configuration class and GPU family
+    (``attention-dp/hopper``), per class over every family (``attention-dp/*``) and overall
+    (``all``): rows, median and 90th-percentile absolute error of throughput, the bias, and
+    TPOT/TTFT errors where the measurements include them (online rows)."""
+    groups: dict[str, list[Scored]] = {}
+    for s in scored:
+        cls = row_class(s.row)
+        for k in (f"{cls}/{s.row.family}", f"{cls}/*"):
+            groups.setdefault(k, []).append(s)
+    out = {k: _band(v) for k, v in sorted(groups.items())}
+    out["all"] = _band(scored)
+    return out
+
+
+def band_for(bands_: dict[str, Any], cls: str, family: str) -> tuple[str, dict[str, Any], bool]:
+    """``(scope, band, few)`` for a placement of class ``cls`` on ``family``: the class and
+    family's band when it has MIN_BAND_ROWS held-out rows, else the class's over all families,
+    else — few measurements — a wide band: the larger of the class's own p90 (if any) and 1.5x
+    the overall p90, at least 100%."""
+    for key in (f"{cls}/{family}", f"{cls}/*"):
+        b = bands_.get(key)
+        if isinstance(b, dict) and b.get("rows", 0) >= MIN_BAND_ROWS:
+            return key, b, False
+    own = bands_.get(f"{cls}/{family}") or bands_.get(f"{cls}/*") or {}
+    overall = bands_.get("all") or {}
+    wide = max(1.0, 1.5 * float(overall.get("p90Ape") or 0.0), float(own.get("p90Ape") or 0.0))
+    median = max(float(own.get("medianApe") or 0.0), float(overall.get("medianApe") or 0.0))
+    key = f"{cls}/{family}" if bands_.get(f"{cls}/{family}") else f"{cls}/*"
+    return key, {"rows": int(own.get("rows", 0)), "medianApe": round(median, 3), "p90Ape": round(wide, 3)}, True
 
 
 def calibration_document(cal: dict[str, Any], source: str, rows: list[Row], scored: list[Scored],

@@ -253,6 +253,13 @@ def memory(arch: ModelArch, gpu: GpuSpec, shape: Shape, ckpt: Checkpoint | str, 
     return Memory(weights, acts, overhead, cap, budget, budget - weights - acts - overhead)
 
 
+def resident_tokens(input_tokens: int, output_tokens: int, kv_admission: str) -> float:
+    """KV tokens one running sequence holds on average for capacity: the whole request when the
+    engine reserves prompt + output at admission (``full-request``), the mean context when it
+    allocates as sequences grow (``current``)."""
+    return input_tokens + output_tokens / (1 if kv_admission == "full-request" else 2)
+
+
 def max_sequences(arch: ModelArch, shape: Shape, kv_precision: str, mem: Memory, tokens: float) -> int:
     """Sequences of ``tokens`` tokens whose KV cache fits a replica (each dpAttention rank
     holds its own sequences)."""

@@ -420,24 +420,35 @@ def recipe_notes(result: Result, band: float | None = None) -> list[str]:
 
 
 def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
-    """Which efficiency factors the predictions used, and their expected error band
-    (median and 90th-percentile absolute error of held-out throughput predictions)."""
+    """Which efficiency factors the predictions used, and their expected error band: the
+    held-out error of the placement's configuration class on its GPU family (the widest among
+    the solution's groups), widened and flagged when the class has few measurements."""
     from parc import catalog
+    from parc.calibrate import band_for, config_class
 
     cal = res.calibration if res.calibration is not None else catalog.builtin_calibration()
     prov = cal.get("provenance", {}) if cal else {}
     bands = cal.get("bands", {}) if cal else {}
-    g = sol.groups[0]
-    key = next((k for k in (f"{g.cand.engine}/{g.cand.pool.gpu.family}", f"*/{g.cand.pool.gpu.family}", "all")
-                if k in bands), "all")
-    band = bands.get(key) or {}
+    picked = [band_for(bands, config_class(g.cand.shape, g.cand.nodes_per_replica), g.cand.pool.gpu.family)
+              for g in sol.groups] if bands else []
+    scope, band, few = max(picked, key=lambda p: float(p[1].get("p90Ape") or 0.0)) if picked else ("", {}, True)
+    error: dict[str, Any] = {}
+    if band:
+        error = {"scope": scope, "configurationClass": scope.split("/")[0], "heldOutRows": int(band.get("rows", 0)),
+                 "fewMeasurements": few, "throughputMedianApe": band.get("medianApe"),
+                 "throughputP90Ape": band.get("p90Ape")}
+        if not few and band.get("tpotRows", 0) >= MIN_TIMING_ROWS:
+            error.update(tpotMedianApe=band.get("tpotMedianApe"), tpotP90Ape=band.get("tpotP90Ape"))
     return {
         "source": res.calibration_source if res.calibration is not None else
         ("built-in" if cal else "priors (uncalibrated)"),
         "fittedOn": f"{prov.get('rows', 0)} rows from {len(prov.get('sources', []))} sources" if prov else "",
-        "errorBand": {"scope": key, "throughputMedianApe": band.get("medianApe"),
-                      "throughputP90Ape": band.get("p90Ape")} if band else {},
+        "errorBand": error,
     }
+
+
+#: TPOT bands are printed when the class has this many held-out TPOT measurements.
+MIN_TIMING_ROWS = 5
 
 
 def _rej_key(r: Rejection) -> tuple[Any, ...]:

@@ -50,6 +50,21 @@ def _row(mark: str, engine: str, placement: dict[str, Any], predicted: dict[str,
     return rows
 
 
+def band_sentence(cal: dict[str, Any]) -> str:
+    """The error band of a plan in words ('' when none is known): the held-out error of its
+    configuration class, or a widened band and "few measurements"."""
+    band = cal.get("errorBand") or {}
+    if not band or band.get("throughputMedianApe") is None:
+        return ""
+    n = band.get("heldOutRows", 0)
+    where = (f"{band['scope']}: few measurements, {n} held-out row{'s' if n != 1 else ''}, band widened"
+             if band.get("fewMeasurements") else f"{band['scope']}, {n} held-out rows")
+    tpot = (f"; TPOT ±{band['tpotMedianApe'] * 100:.0f}% median, ±{band['tpotP90Ape'] * 100:.0f}% p90"
+            if band.get("tpotMedianApe") is not None else "")
+    return (f"{cal['source']} calibration; expected throughput error ±{band['throughputMedianApe'] * 100:.0f}% "
+            f"median, ±{band['throughputP90Ape'] * 100:.0f}% at the 90th percentile{tpot} ({where})")
+
+
 def plan_table(doc: dict[str, Any]) -> str:
     """The chosen plan and alternatives as a table, then notes and rejections by reason."""
     m = doc["model"]
@@ -66,11 +81,9 @@ def plan_table(doc: dict[str, Any]) -> str:
                "TTFT/TPOT at that load, tok/s = output tokens/s"
                + ("; cost in the pools' costPerGpuHour currency, Mtok = a million output tokens" if priced else "")
                + ")\n")
-    cal = doc.get("calibration", {})
-    band = cal.get("errorBand") or {}
-    if band:
-        out.append(f"predictions: {cal['source']} calibration; expected throughput error ±{band['throughputMedianApe'] * 100:.0f}% "
-                   f"median, ±{band['throughputP90Ape'] * 100:.0f}% at the 90th percentile ({band['scope']})\n")
+    sentence = band_sentence(doc.get("calibration", {}))
+    if sentence:
+        out.append(f"predictions: {sentence}\n")
     c = doc["predicted"]["communication"]
     out.append(f"\ncommunication per token: TP all-reduce {c['tpAllReduceMsPerToken']:.3f} ms, PP p2p "
                f"{c['ppP2pMsPerToken']:.3f} ms, EP all-to-all {c['epAllToAllMsPerToken']:.3f} ms\n")

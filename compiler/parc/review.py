@@ -181,14 +181,14 @@ def _predictions(doc: dict[str, Any], priced: bool) -> list[str]:
 
 
 def _band(doc: dict[str, Any]) -> str:
+    from parc.report import band_sentence
+
     cal = doc.get("calibration") or {}
-    band = cal.get("errorBand") or {}
-    if not band or band.get("throughputMedianApe") is None:
+    sentence = band_sentence(cal)
+    if not sentence:
         return f"Error band: none known (calibration: {md(cal.get('source', 'unknown'))}); treat the numbers as estimates."
-    return (f"Error band ({md(cal['source'])} calibration, {md(cal.get('fittedOn', ''))}, scope {md(band['scope'])}): "
-            f"throughput predictions are off by {band['throughputMedianApe'] * 100:.0f}% at the median and "
-            f"{band['throughputP90Ape'] * 100:.0f}% at the 90th percentile; differences inside that band need a "
-            "benchmark.")
+    return (f"Error band (held-out measurements of this configuration class): {md(sentence)}; differences inside "
+            "that band need a benchmark.")
 
 
 def _alternatives(doc: dict[str, Any], priced: bool) -> list[str]:

@@ -105,6 +105,7 @@ class Group:
     replicas: int
     load: float  # concurrent requests per replica
     timing: cm.Timing
+    slo_load: int = 0  # the largest load per replica that meets the SLO targets (0: no target)
 
     @property
     def gpus(self) -> int:
@@ -117,8 +118,13 @@ class Group:
     def settings(self, max_model_len: int) -> Settings:
         ch = self.chunk
         seqs = max(1, math.ceil(self.load))
-        # headroom for bursts where the cache allows: 25% over the planned load
-        seqs = min(max(seqs, math.ceil(seqs * 1.25)), max(ch.max_load, seqs))
+        # headroom for bursts where the cache allows: 25% over the planned load, but never past
+        # the batch that still meets the SLO (an engine saturated at max-num-seqs runs that batch;
+        # requests beyond it queue, which costs TTFT, not TPOT)
+        ceiling = max(ch.max_load, seqs)
+        if self.slo_load:
+            ceiling = min(ceiling, max(self.slo_load, seqs))
+        seqs = min(max(seqs, math.ceil(seqs * 1.25)), ceiling)
         dpa = self.cand.shape.dpa
         per_rank = max(1, math.ceil(seqs / dpa))  # every data-parallel rank runs its own scheduler
         m = ch.memory
@@ -361,7 +367,9 @@ def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
                                   f"holds at most {per_replica_max} replica{'s' if per_replica_max != 1 else ''} of {g} GPUs")
     # memory: weights and a full-context sequence must fit at the highest utilization, for
     # at least the smallest prefill chunk budget; larger budgets take more activation memory
-    mean = ctx.input_tokens + ctx.output_tokens / 2
+    # sequences a replica holds: at the mean context where the engine allocates KV as sequences
+    # grow, at the whole request where it reserves prompt + output at admission
+    mean = cm.resident_tokens(ctx.input_tokens, ctx.output_tokens, cap.kv_admission)
     for util in UTILIZATIONS:
         chunks = []
         for tokens in CHUNKS:
@@ -398,14 +406,32 @@ class _Evaluator:
         # one Service spreads requests evenly: without a Gateway for weighted routing, every
         # replica is planned at the same load
         self.even = res.spec.deploy.kubernetes.gateway is None
-        self.cache: dict[tuple[Candidate, float], cm.Timing] = {}
-        self.max_ok: dict[Candidate, int] = {}
-        self.prepared: dict[tuple[Candidate, int], cm.Prepared] = {}
+        # keyed by what a prediction depends on (see _phys): pools of the same hardware share them
+        self.cache: dict[tuple[int, float], cm.Timing] = {}
+        self.max_ok: dict[int, int] = {}
+        self.prepared: dict[tuple[int, int], cm.Prepared] = {}
+        self._ids: dict[Candidate, int] = {}
+        self._keys: dict[tuple[object, ...], int] = {}
+
+    def _phys(self, c: Candidate) -> int:
+        """An id for everything ``c``'s predictions depend on: the engine, shape, chunk budgets
+        and the pool's hardware, not its name, scheduler or price. A fleet of many pools of a
+        few GPU types is costed once per type (the solver's cost grows with distinct pools)."""
+        i = self._ids.get(c)
+        if i is None:
+            p = c.pool
+            hw = (p.gpu.key, p.nodes, p.gpus_per_node, p.intra_node, p.nvlink_domain, p.inter_node, p.inter_node_gbps)
+            ctx = c.ctx
+            key = (c.engine, c.shape, c.max_load, tuple((ch.tokens, ch.max_load) for ch in c.chunks), hw,
+                   ctx.arch.key, ctx.checkpoint, ctx.kv_precision, ctx.weight_only, ctx.factors,
+                   ctx.input_tokens, ctx.output_tokens)
+            i = self._ids[c] = self._keys.setdefault(key, len(self._keys))
+        return i
 
     def timing(self, c: Candidate, load: float) -> cm.Timing:
         """Predictions at ``load`` with the prefill chunk budget that serves the objective
         best there (among the budgets whose activations leave room for the load)."""
-        k = (c, load)
+        k = (self._phys(c), load)
         t = self.cache.get(k)
         if t is None:
             need = math.ceil(load)
@@ -431,9 +457,10 @@ class _Evaluator:
         return best  # pragma: no cover - best is near itself
 
     def _at(self, c: Candidate, tokens: int, load: float) -> cm.Timing:
-        prep = self.prepared.get((c, tokens))
+        pk = (self._phys(c), tokens)
+        prep = self.prepared.get(pk)
         if prep is None:
-            prep = self.prepared[(c, tokens)] = cm.prepare(c.ctx, c.shape, tokens)
+            prep = self.prepared[pk] = cm.prepare(c.ctx, c.shape, tokens)
         return cm.predict_prepared(prep, load)
 
     def _chunk_key(self, t: cm.Timing) -> tuple[float, ...]:
@@ -457,11 +484,12 @@ class _Evaluator:
     def max_ok_load(self, c: Candidate) -> int:
         """Largest whole load at which memory holds and the SLO is met (0 if none). TTFT and
         TPOT grow with load, so a binary search finds it."""
-        hit = self.max_ok.get(c)
+        pk = self._phys(c)
+        hit = self.max_ok.get(pk)
         if hit is not None:
             return hit
         if not self._meets(c, 1):
-            self.max_ok[c] = 0
+            self.max_ok[pk] = 0
             return 0
         lo, hi = 1, max(1, c.max_load)
         while lo < hi:
@@ -470,7 +498,7 @@ class _Evaluator:
                 lo = mid
             else:
                 hi = mid - 1
-        self.max_ok[c] = lo
+        self.max_ok[pk] = lo
         return lo
 
     def ok(self, c: Candidate, load: float) -> bool:
@@ -492,7 +520,9 @@ class _Evaluator:
         return float(best)
 
     def solution(self, groups: list[tuple[Candidate, int, float]]) -> Solution:
-        gs = tuple(Group(c, r, load, self.timing(c, load)) for c, r, load in groups if r > 0)
+        slo = self.ttft is not None or self.tpot is not None
+        gs = tuple(Group(c, r, load, self.timing(c, load), self.max_ok_load(c) if slo else 0)
+                   for c, r, load in groups if r > 0)
         ttft = max(g.timing.ttft_s for g in gs)
         tpot = max(g.timing.tpot_s for g in gs)
         thr = sum(g.replicas * g.timing.throughput for g in gs)
@@ -686,8 +716,8 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
         for cs in pools.values():
             row = []
             for c in cs:
-                if ev.max_ok_load(c) < load:
-                    continue
+                if ev.max_ok_load(c) < load or last_tpot.get(c, 0.0) > best_tpot * (1 + TPOT_WINDOW):
+                    continue  # TPOT grows with the load: outside the window now, outside it later
                 t = ev.timing(c, load)
                 last_tpot[c] = t.tpot_s
                 for r in _replica_options(c, allowed_r, max_gpus):
@@ -795,7 +825,8 @@ def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: s
             ok = [c for c in cs if ev.ok(c, load)]
             if not ok:
                 continue
-            c = min(ok, key=lambda c: (c.shape.gpus, ev.timing(c, load).tpot_s))
+            fewest = min(c.shape.gpus for c in ok)  # predictions only for the ties on GPUs
+            c = min((c for c in ok if c.shape.gpus == fewest), key=lambda c: ev.timing(c, load).tpot_s)
             top = max(_replica_options(c, None, max_gpus) or [0])
             offers.append((_replica_price(c), ev.timing(c, load).tpot_s, c, top))
         offers.sort(key=lambda o: (o[0], o[2].shape.gpus, o[1]))

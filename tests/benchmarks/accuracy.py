@@ -60,7 +60,8 @@ def main() -> int:
                                      cal_rows, scored_held, heldout=", ".join(HELD_OUT))
         header = ("# Efficiency factors fitted on the calibration split of the published benchmark corpus.\n"
                   "# Written by `python tests/benchmarks/accuracy.py --fit`; do not edit by hand.\n"
-                  "# bands: error of held-out predictions per engine/GPU family (median, 90th percentile).\n")
+                  "# bands: error of held-out predictions per configuration class and GPU family (rows, median\n"
+                  "# and 90th-percentile absolute error of throughput, bias; TPOT/TTFT where measured).\n")
         (DATA_DIR / "calibration.yaml").write_text(header + dump(doc))
         print(f"wrote {DATA_DIR / 'calibration.yaml'}")
     from parc.catalog import builtin_calibration
@@ -79,8 +80,17 @@ def main() -> int:
         if label.startswith("built-in"):
             for k, fn in (("engine / GPU family", lambda s: f"{s.row.engine}/{s.row.family}"),
                           ("model class", lambda s: "moe" if s.row.arch.is_moe else "dense"),
-                          ("tp (held-out)", lambda s: f"tp={s.row.shape.tp} dpa={s.row.shape.dpa}")):
+                          ("configuration class (the plan's error bands)", lambda s: c.row_class(s.row)),
+                          ("configuration class / GPU family", lambda s: f"{c.row_class(s.row)}/{s.row.family}"),
+                          ("online (fixed concurrency) or offline", lambda s: "online" if s.row.concurrency else
+                           "offline")):
                 print("\n".join(breakdown(s_held, k, fn)))
+            online = [x for x in s_held if x.row.concurrency]
+            if online:
+                r = c.report(online)
+                print(f"  online rows (TTFT/TPOT measured at a given concurrency): n={r.rows}  throughput median "
+                      f"{r.median_ape * 100:.1f}%  TTFT median {r.ttft_median_ape * 100:.0f}%  TPOT median "
+                      f"{r.tpot_median_ape * 100:.0f}%")
             ok = rep.median_ape <= TARGET_MEDIAN and rep.ranking >= TARGET_RANKING
             print(f"\nheld-out targets: median throughput error {rep.median_ape * 100:.1f}% (<= {TARGET_MEDIAN * 100:.0f}%), "
                   f"ranking agreement {rep.ranking * 100:.1f}% (>= {TARGET_RANKING * 100:.0f}%): {'met' if ok else 'MISSED'}")

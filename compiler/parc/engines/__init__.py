@@ -75,6 +75,8 @@ class Capabilities:
     rules: dict[str, Rule]
     source: str
     owned: dict[str, str]  # flags parc sets itself -> the spec field that decides them
+    kv_admission: str = "current"  # full-request: reserves prompt + output at admission; current: as they grow
+    kv_admission_source: str = ""
 
     def support(self, fmt: str, architecture: str) -> str | None:
         """``native``, ``weight-only`` or None: how this engine runs ``fmt`` on ``architecture``."""
@@ -111,7 +113,8 @@ def capabilities() -> dict[str, Capabilities]:
             pipeline_parallel=e["pipeline_parallel"], expert_parallel=e["expert_parallel"],
             dp_attention=e["dp_attention"], dp_with_pp=e["dp_with_pp"], multi_node=tuple(e["multi_node"]),
             online_fp8=e["online_fp8"], formats=formats, rules=rules, source=e["source"],
-            owned=dict(raw.get("owned", {})))
+            owned=dict(raw.get("owned", {})), kv_admission=e["kv_admission"],
+            kv_admission_source=e["kv_admission_source"])
     return out
 
 

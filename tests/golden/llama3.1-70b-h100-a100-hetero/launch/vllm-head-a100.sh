@@ -18,10 +18,10 @@ done
 exec vllm serve meta-llama/Llama-3.1-70B-Instruct \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
-    --tensor-parallel-size 8 \
-    --pipeline-parallel-size 2 \
+    --tensor-parallel-size 4 \
+    --pipeline-parallel-size 4 \
     --max-model-len 8192 \
-    --max-num-seqs 194 \
+    --max-num-seqs 204 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \

@@ -9,7 +9,7 @@ exec vllm serve meta-llama/Llama-3.1-8B-Instruct \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
     --tensor-parallel-size 1 \
-    --pipeline-parallel-size 3 \
+    --pipeline-parallel-size 2 \
     --max-model-len 8192 \
     --max-num-seqs 80 \
     --max-num-batched-tokens 2048 \
