@@ -408,15 +408,17 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
 def _stage_time(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, Comm]:
     """Seconds for one pipeline stage to run one iteration over ``seqs`` sequences of one
     dpAttention rank, processing ``new_tokens`` tokens in total (decode tokens plus any
-    prefill chunk) against a mean context of ``context`` tokens: max(HBM bytes / bandwidth,
-    FLOPs / FLOP/s) plus TP all-reduces, EP all-to-alls and the PP send."""
-    w_read, kv_read, comp_s = _parts(st, seqs, new_tokens, context)
-    mem_s = (w_read + kv_read) / st.hbm
+    prefill chunk) against a mean context of ``context`` tokens: a roofline per operator class,
+    since the two run one after the other in every layer: the weight matmuls (weight bytes /
+    bandwidth or their FLOPs / FLOP/s, whichever is slower) plus attention (KV bytes /
+    bandwidth or its FLOPs / FLOP/s), then TP all-reduces, EP all-to-alls and the PP send."""
+    w_read, kv_read, lin_s, attn_s = _parts(st, seqs, new_tokens, context)
+    bound = max(w_read / st.hbm, lin_s) + max(kv_read / st.hbm, attn_s)
     act = new_tokens * st.act_tok
     tp_s = st.tp[0] + st.tp[1] * act if st.tp[0] else 0.0
     ep_s = st.ep[0] + st.ep[1] * act if st.ep[0] else 0.0
     pp_s = st.pp[0] + st.pp[1] * act if st.pp[0] else 0.0
-    return max(mem_s, comp_s) + tp_s + ep_s + pp_s, Comm(tp_s * 1e3, pp_s * 1e3, ep_s * 1e3)
+    return bound + tp_s + ep_s + pp_s, Comm(tp_s * 1e3, pp_s * 1e3, ep_s * 1e3)
 
 
 @dataclass(frozen=True, eq=False)
@@ -457,8 +459,9 @@ class _Mix:
     demand: float  # prefill tokens arriving per iteration
     chunk: float  # prefill chunk of one prompt (tokens)
     k: int  # chunk iterations per prompt
-    f: float  # share of iterations that carry a chunk
+    f: float  # share of a rank's iterations that carry a chunk
     mixed: float  # prefill tokens of an iteration that carries chunks
+    f_step: float  # share of iterations that take a chunk iteration's time (see _mix)
 
 
 def _mix(p: Prepared, load: float) -> _Mix:
@@ -477,7 +480,10 @@ def _mix(p: Prepared, load: float) -> _Mix:
     k = math.ceil(inp / chunk)
     f = min(1.0, lam * k)
     mixed = demand / f if f > 0 else 0.0
-    return _Mix(load, per_rank, m, inp + out / 2, overhead, budget, demand, chunk, k, f, mixed)
+    # attention-DP ranks step together (the MoE all-to-all of every layer is a barrier): an
+    # iteration takes a chunk iteration's time whenever any of the dpa ranks carries a chunk
+    f_step = 1 - (1 - f) ** shape.dpa
+    return _Mix(load, per_rank, m, inp + out / 2, overhead, budget, demand, chunk, k, f, mixed, f_step)
 
 
 @dataclass(frozen=True)
@@ -491,7 +497,7 @@ class StepTerms:
     compute_ms: float  # FLOPs / achievable FLOP/s
     weight_read_ms: float  # weight bytes read / achievable HBM bandwidth
     kv_read_ms: float  # KV cache bytes read / achievable HBM bandwidth
-    bound_ms: float  # max(reads, compute) per stage: what the GPU is limited by
+    bound_ms: float  # per stage, max(weight reads, matmul FLOPs) + max(KV reads, attention FLOPs)
     tp_all_reduce_ms: float
     pp_p2p_ms: float
     ep_all_to_all_ms: float
@@ -503,13 +509,14 @@ class StepTerms:
         return self.bound_ms + self.tp_all_reduce_ms + self.pp_p2p_ms + self.ep_all_to_all_ms + self.overhead_ms
 
 
-def _parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, float, float]:
-    """(weight bytes read, KV bytes read, compute seconds) of one stage iteration."""
+def _parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, float, float, float]:
+    """(weight bytes read, KV bytes read, weight-matmul seconds, attention seconds) of one stage
+    iteration."""
     w_read = st.w_total
     if st.experts:
         routed = max(new_tokens * st.dpa, 1e-9)  # the EP group sees the tokens of every attention rank
         w_read -= st.experts * st.idle_share ** routed
-    return w_read, seqs * st.kv[context], new_tokens * (st.flops_tok + st.attn[context]) / st.peak
+    return w_read, seqs * st.kv[context], new_tokens * st.flops_tok / st.peak, new_tokens * st.attn[context] / st.peak
 
 
 def step_terms(p: Prepared, load: float) -> StepTerms:
@@ -517,14 +524,16 @@ def step_terms(p: Prepared, load: float) -> StepTerms:
     x = _mix(p, load)
     st, pp = p.stage, p.shape.pp
     seqs = x.per_rank / x.m
-    w, kv, comp = _parts(st, seqs, seqs, x.ctx_mean)
-    dec = (w / st.hbm, kv / st.hbm, comp, max((w + kv) / st.hbm, comp))
-    w, kv, comp = _parts(st, seqs, (x.per_rank + x.mixed) / x.m, x.ctx_mean)
-    mix = (w / st.hbm, kv / st.hbm, comp, max((w + kv) / st.hbm, comp))
+    def terms(new_tokens: float) -> tuple[float, float, float, float]:
+        w, kv, lin, attn = _parts(st, seqs, new_tokens, x.ctx_mean)
+        return w / st.hbm, kv / st.hbm, lin + attn, max(w / st.hbm, lin) + max(kv / st.hbm, attn)
+
+    dec = terms(seqs)
+    mix = terms((x.per_rank + x.mixed) / x.m)
     timing = predict_prepared(p, load)
 
     def avg(i: int) -> float:
-        return pp * (x.f * mix[i] + (1 - x.f) * dec[i]) * 1e3
+        return pp * (x.f_step * mix[i] + (1 - x.f_step) * dec[i]) * 1e3
 
     bound = avg(3)
     c = timing.comm
@@ -554,7 +563,8 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     budget, demand, chunk, k, f, mixed = x.budget, x.demand, x.chunk, x.k, x.f, x.mixed
     dec_stage, comm = _stage_time(st, per_rank / m, per_rank / m, ctx_mean)
     mix_stage, comm_mix = _stage_time(st, per_rank / m, (per_rank + mixed) / m, ctx_mean)
-    step = shape.pp * (f * mix_stage + (1 - f) * dec_stage) + overhead
+    fs = x.f_step
+    step = shape.pp * (fs * mix_stage + (1 - fs) * dec_stage) + overhead
     tpot = step
     # the prompt's own chunks ride in one micro-batch with that micro-batch's decodes
     own_stage, _ = _stage_time(st, per_rank / m, per_rank / m + chunk, ctx_mean)
@@ -567,9 +577,9 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     latency = ttft + out * tpot
     throughput = load * out / latency if math.isfinite(latency) else 0.0
     bubble = (shape.pp - m) / shape.pp  # decode: stages idle while fewer micro-batches than stages cycle
-    c = Comm(f * comm_mix.tp_all_reduce_ms + (1 - f) * comm.tp_all_reduce_ms,
-             f * comm_mix.pp_p2p_ms + (1 - f) * comm.pp_p2p_ms,
-             f * comm_mix.ep_all_to_all_ms + (1 - f) * comm.ep_all_to_all_ms)
+    c = Comm(fs * comm_mix.tp_all_reduce_ms + (1 - fs) * comm.tp_all_reduce_ms,
+             fs * comm_mix.pp_p2p_ms + (1 - fs) * comm.pp_p2p_ms,
+             fs * comm_mix.ep_all_to_all_ms + (1 - fs) * comm.ep_all_to_all_ms)
     return Timing(ttft, tpot, step, p.prefill_alone_s, throughput,
                   Comm(c.tp_all_reduce_ms * shape.pp, c.pp_p2p_ms * shape.pp, c.ep_all_to_all_ms * shape.pp),
                   bubble, batched_tokens)

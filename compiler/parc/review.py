@@ -446,7 +446,7 @@ class Variant:
 _ROWS: tuple[tuple[str, str], ...] = (
     ("placement", ""), ("GPUs", ""), ("compute (FLOPs) ms/token", "compute_ms"),
     ("weight reads ms/token", "weight_read_ms"), ("KV reads ms/token", "kv_read_ms"),
-    ("max(reads, compute) ms/token", "bound_ms"), ("TP all-reduce ms/token", "tp_all_reduce_ms"),
+    ("roofline ms/token", "bound_ms"), ("TP all-reduce ms/token", "tp_all_reduce_ms"),
     ("PP p2p ms/token", "pp_p2p_ms"), ("EP all-to-all ms/token", "ep_all_to_all_ms"),
     ("engine overhead ms/token", "overhead_ms"), ("PP bubble %", "bubble"), ("TPOT ms", "tpot"),
     ("TTFT ms", "ttft"), ("load/replica", "load"), ("tok/s", "thr"), ("tok/s/GPU", "per_gpu"),
@@ -529,7 +529,8 @@ def compare_text(variants: Sequence[Variant]) -> str:
         rows.append(row)
     out = [table(headers, rows, right=set(range(1, len(headers))))]
     out.append("(ms/token: per decode iteration, i.e. per output token of every running sequence, summed over the "
-               "pipeline stages; max(reads, compute) + the communication terms + engine overhead = TPOT)\n")
+               "pipeline stages; roofline = max(weight reads, matmul FLOPs) + max(KV reads, attention FLOPs); roofline + the "
+               "communication terms + engine overhead = TPOT)\n")
     for v in variants:
         if v.solution is None:
             out.append(f"{v.label}: {v.reason}\n")

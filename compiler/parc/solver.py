@@ -18,6 +18,7 @@ with ``workload.concurrency`` C and R replicas each serves ceil(C / R).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -370,16 +371,12 @@ def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
     # sequences a replica holds: at the mean context where the engine allocates KV as sequences
     # grow, at the whole request where it reserves prompt + output at admission
     mean = cm.resident_tokens(ctx.input_tokens, ctx.output_tokens, cap.kv_admission)
-    for util in UTILIZATIONS:
-        chunks = []
-        for tokens in CHUNKS:
-            mem = cm.memory(arch, pool.gpu, shape, ctx.checkpoint, ctx.factors, utilization=util,
-                            batched_tokens=tokens, max_seqs=256)
-            if cm.max_sequences(arch, shape, ctx.kv_precision, mem, res.max_context_length) >= 1:
-                chunks.append(Chunk(tokens, cm.max_sequences(arch, shape, ctx.kv_precision, mem, mean), mem))
-        if chunks:
-            return Candidate(engine, pool, shape, nodes_per_replica, per_replica_max, max(c.max_load for c in chunks),
-                             chunks[0].memory, util, tuple(chunks), launcher, ctx)
+    fit = _memory_fit(arch, pool.gpu, shape, ctx.checkpoint, ctx.factors, ctx.kv_precision, res.max_context_length,
+                      mean)
+    if fit is not None:
+        util, chunks = fit
+        return Candidate(engine, pool, shape, nodes_per_replica, per_replica_max, max(c.max_load for c in chunks),
+                         chunks[0].memory, util, chunks, launcher, ctx)
     mem = cm.memory(arch, pool.gpu, shape, ctx.checkpoint, ctx.factors, utilization=UTILIZATIONS[-1],
                     batched_tokens=CHUNKS[0], max_seqs=256)
     per_seq = shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, tp, pp, res.max_context_length)
@@ -389,6 +386,23 @@ def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
                          f"{(mem.activations + mem.overhead) / cm.GIB:.1f} activations and runtime); "
                          f"{pool.gpu.key} offers {mem.budget / cm.GIB:.1f} GiB at gpuMemoryUtilization "
                          f"{UTILIZATIONS[-1]}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _memory_fit(arch: ModelArch, gpu: catalog.GpuSpec, shape: cm.Shape, ckpt: catalog.Checkpoint, f: cm.Factors,
+                kv: str, max_context: int, mean: float) -> tuple[float, tuple[Chunk, ...]] | None:
+    """The lowest gpuMemoryUtilization at which one ``max_context`` sequence fits, with the
+    prefill chunk budgets that fit there and the sequences each holds (None: none fits).
+    Depends on the hardware, not the pool, so a fleet of pools of one GPU type computes it once."""
+    for util in UTILIZATIONS:
+        chunks = []
+        for tokens in CHUNKS:
+            mem = cm.memory(arch, gpu, shape, ckpt, f, utilization=util, batched_tokens=tokens, max_seqs=256)
+            if cm.max_sequences(arch, shape, kv, mem, max_context) >= 1:
+                chunks.append(Chunk(tokens, cm.max_sequences(arch, shape, kv, mem, mean), mem))
+        if chunks:
+            return util, tuple(chunks)
+    return None
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -818,15 +832,19 @@ def _fewest_gpus(rows: list[list[tuple[float, float, Candidate, int]]], need: in
 def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
                  max_gpus: int | None, conc: int) -> list[Solution]:
     sols: list[Solution] = []
+    # per pool, its shapes by GPUs per replica; the load each holds within the SLO is found
+    # only for the shapes a level reaches (the fewest GPUs that still hold it)
+    by_gpus = [sorted(((c.shape.gpus, i, c) for i, c in enumerate(cs)), key=lambda x: x[:2]) for cs in pools.values()]
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         offers: list[tuple[float, float, Candidate, int]] = []
-        for cs in pools.values():
-            ok = [c for c in cs if ev.ok(c, load)]
-            if not ok:
+        for shapes_ in by_gpus:
+            fewest = next((g for g, _, c in shapes_ if ev.max_ok_load(c) >= load), None)
+            if fewest is None:
                 continue
-            fewest = min(c.shape.gpus for c in ok)  # predictions only for the ties on GPUs
-            c = min((c for c in ok if c.shape.gpus == fewest), key=lambda c: ev.timing(c, load).tpot_s)
+            # predictions only for the ties on GPUs
+            c = min((c for g, _, c in shapes_ if g == fewest and ev.max_ok_load(c) >= load),
+                    key=lambda c: ev.timing(c, load).tpot_s)
             top = max(_replica_options(c, None, max_gpus) or [0])
             offers.append((_replica_price(c), ev.timing(c, load).tpot_s, c, top))
         offers.sort(key=lambda o: (o[0], o[2].shape.gpus, o[1]))

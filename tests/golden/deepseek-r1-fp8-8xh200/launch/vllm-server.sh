@@ -8,11 +8,11 @@ exec vllm serve deepseek-ai/DeepSeek-R1 \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
     --tensor-parallel-size 1 \
-    --pipeline-parallel-size 1 \
-    --data-parallel-size 8 \
+    --pipeline-parallel-size 2 \
+    --data-parallel-size 4 \
     --enable-expert-parallel \
     --max-model-len 16384 \
-    --max-num-seqs 287 \
+    --max-num-seqs 421 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto

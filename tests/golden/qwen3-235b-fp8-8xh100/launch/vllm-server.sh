@@ -7,12 +7,10 @@ set -euo pipefail
 exec vllm serve Qwen/Qwen3-235B-A22B-FP8 \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
-    --tensor-parallel-size 1 \
+    --tensor-parallel-size 4 \
     --pipeline-parallel-size 2 \
-    --data-parallel-size 4 \
-    --enable-expert-parallel \
     --max-model-len 32768 \
-    --max-num-seqs 191 \
-    --max-num-batched-tokens 2048 \
+    --max-num-seqs 828 \
+    --max-num-batched-tokens 8192 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto

@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""parc against NVIDIA aiconfigurator 0.12, side by side (a benchmark, not a test).
+
+For each scenario below (dense and MoE models; H100/H200/B200; latency-bound = tight TPOT,
+throughput-bound = loose TPOT) this script
+
+1. writes a parc ServingSpec (objective throughput within the TTFT/TPOT targets, no fixed
+   concurrency, aggregated serving) to a temp dir and times `parc plan --format json`
+   (wall clock of the whole subprocess);
+2. reads parc's chosen layout from plan.json and scores it under aiconfigurator's model
+   (`aiconfigurator.cli.api.cli_estimate`, mode agg) at parc's batch: `engineSettings.maxNumSeqs`
+   (per data-parallel rank, as both engines' `max_batch_size` / `--max-num-seqs` are) with
+   parc's chunk budget `engineSettings.maxNumBatchedTokens` as aiconfigurator's `ctx_tokens`;
+   maxNumSeqs is what the engine runs once the offered load saturates it, which is the regime
+   aiconfigurator's aggregated model (and trtllm-bench) describes. It also scores parc's
+   planned load (`predicted.groups[0].concurrencyPerReplica` / dpAttention), for reference;
+3. runs aiconfigurator's own search (`aiconfigurator.cli.api.cli_default`, what
+   `aiconfigurator cli default` runs: aggregated and disaggregated) in a fresh process and
+   times that process (wall clock, like parc's);
+4. prints one row per scenario and the summary: mean regret, misses, time ratio.
+
+regret = 1 - parc's tok/s/GPU under aiconfigurator / aiconfigurator's best aggregated tok/s/GPU
+(both per GPU of the scenario's cluster: replicas x one replica's output tokens/s / GPUs), and
+1 when parc's batch misses the TTFT or TPOT target under aiconfigurator's model or exceeds its
+KV-cache capacity. The reference is aiconfigurator's best *aggregated* configuration, parc's
+serving mode; its disaggregated best is shown for information. A scenario aiconfigurator cannot
+score (no perf data for parc's shape) is reported with the reason and left out of the mean.
+
+What is matched between the two tools, and what cannot be:
+- engine: parc `engine.name` = aiconfigurator backend (trtllm or vllm). Versions differ: parc
+  emits TensorRT-LLM 1.2.1 / vLLM 0.32.0 flags; aiconfigurator 0.12 holds silicon data for
+  TensorRT-LLM 1.3.0rc20 and vLLM 0.24.0 (`aiconfigurator_core/systems/query_versions.yaml`);
+- weights: the same checkpoint; aiconfigurator reads its quantization from its bundled
+  config.json (FP8 block -> fp8_block GEMM/MoE, modelopt FP8 -> fp8_static, MXFP4 experts ->
+  w4a16_mxfp4). It infers an FP8 KV cache for every FP8 checkpoint, so parc's specs set
+  `kvCachePrecision: fp8` there (an engine does that with its KV dtype flag); the row records
+  the modes aiconfigurator used;
+- TensorRT-LLM memory: parc's `kvCacheFreeMemoryFraction` and `maxModelLen` are passed as
+  aiconfigurator's `free_gpu_memory_fraction` and `max_seq_len` when scoring parc's choice;
+- search spaces differ: aiconfigurator's aggregated search has no pipeline parallelism for
+  these systems and batches up to 512 per rank (1024 for a few MoE); parc searches PP too.
+
+Setup (aiconfigurator pins its own numpy/pandas/pydantic, so it lives in a venv of its own):
+
+    python3 -m venv .venv-aic && .venv-aic/bin/pip install -r tests/benchmarks/requirements-aiconfigurator.txt
+
+Run from the repository with parc's venv (the 14 scenarios take ~6 minutes on 2 cores, almost all
+of it aiconfigurator):
+
+    python tests/benchmarks/aiconfigurator_compare.py [--json rows.json] [--only NAME ...]
+
+aiconfigurator is called, never copied, from `_aiconfigurator_worker.py` (run by `.venv-aic/bin/python`):
+`aiconfigurator.cli.api.cli_default` (search), `aiconfigurator.cli.api.cli_estimate` (mode agg, one
+layout at one batch), and, so that the aggregated estimate prices cross-node EP as the search does,
+`aiconfigurator.sdk.moe_comm_resolver.resolve_model_config_moe_comm` (see the worker). Every row
+re-estimates aiconfigurator's own best point and prints the deviation from its search (self-check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().parent / "_aiconfigurator_worker.py"
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One comparison point. `model` is the id parc loads; `aic_model` aiconfigurator's bundled config."""
+
+    name: str
+    model: str
+    aic_model: str
+    gpu: str            # parc GPU catalog key
+    system: str         # aiconfigurator system
+    nodes: int
+    gpus_per_node: int
+    engine: str         # parc engine = aiconfigurator backend
+    isl: int
+    osl: int
+    ttft_ms: float
+    tpot_ms: float
+    bound: str          # "latency" (tight TPOT) or "throughput" (loose TPOT)
+    architecture: str | None = None
+    precision: str | None = None
+    kv_cache_precision: str | None = None
+    moe: bool = False
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+# Model ids: parc's catalog (`parc catalog models|checkpoints`) and aiconfigurator_core/model_configs.
+# nvidia/Llama-3.1-70B-Instruct-FP8 is not in parc's checkpoint catalog: parc takes the spec's
+# word (architecture, fp8 weights, fp8 KV as its hf_quant_config says). Every pair has data in
+# aiconfigurator's support matrix (systems/support_matrix/<system>.csv, status PASS, agg).
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("llama8b-h100x1-trt-1k1k-thr", "meta-llama/Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B",
+             "H100-SXM-80GB", "h100_sxm", 1, 1, "trtllm", 1024, 1024, 2000, 50, "throughput"),
+    Scenario("llama8b-h100x8-trt-1k1k-lat", "meta-llama/Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B",
+             "H100-SXM-80GB", "h100_sxm", 1, 8, "trtllm", 1024, 1024, 500, 8, "latency"),
+    Scenario("llama8b-b200x4-vllm-4k512-thr", "meta-llama/Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B",
+             "B200-SXM-180GB", "b200_sxm", 1, 4, "vllm", 4096, 512, 2000, 40, "throughput"),
+    Scenario("llama70b-fp8-h100x8-trt-1k1k-lat", "nvidia/Llama-3.1-70B-Instruct-FP8",
+             "nvidia/Llama-3.1-70B-Instruct-FP8", "H100-SXM-80GB", "h100_sxm", 1, 8, "trtllm",
+             1024, 1024, 1000, 15, "latency", architecture="llama-3.1-70b", precision="fp8",
+             kv_cache_precision="fp8"),
+    Scenario("llama70b-h200x4-vllm-4k512-thr", "meta-llama/Llama-3.1-70B", "meta-llama/Meta-Llama-3.1-70B",
+             "H200-SXM-141GB", "h200_sxm", 1, 4, "vllm", 4096, 512, 3000, 60, "throughput"),
+    Scenario("qwen3-32b-h200x8-trt-1k1k-lat", "Qwen/Qwen3-32B", "Qwen/Qwen3-32B",
+             "H200-SXM-141GB", "h200_sxm", 1, 8, "trtllm", 1024, 1024, 800, 12, "latency"),
+    Scenario("qwen3-30b-a3b-fp8-h100x4-vllm-1k1k-thr", "Qwen/Qwen3-30B-A3B-FP8", "Qwen/Qwen3-30B-A3B-FP8",
+             "H100-SXM-80GB", "h100_sxm", 1, 4, "vllm", 1024, 1024, 2000, 50, "throughput",
+             kv_cache_precision="fp8", moe=True),
+    Scenario("qwen3-235b-fp8-h200x8-trt-4k512-thr", "Qwen/Qwen3-235B-A22B-FP8", "Qwen/Qwen3-235B-A22B-FP8",
+             "H200-SXM-141GB", "h200_sxm", 1, 8, "trtllm", 4096, 512, 4000, 60, "throughput",
+             kv_cache_precision="fp8", moe=True),
+    Scenario("qwen3-235b-fp8-b200x8-vllm-1k1k-lat", "Qwen/Qwen3-235B-A22B-FP8", "Qwen/Qwen3-235B-A22B-FP8",
+             "B200-SXM-180GB", "b200_sxm", 1, 8, "vllm", 1024, 1024, 1000, 15, "latency",
+             kv_cache_precision="fp8", moe=True),
+    Scenario("dsr1-h200x8-trt-1k1k-thr", "deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-R1",
+             "H200-SXM-141GB", "h200_sxm", 1, 8, "trtllm", 1024, 1024, 3000, 50, "throughput",
+             kv_cache_precision="fp8", moe=True),
+    Scenario("dsr1-b200x8-trt-4k512-lat", "deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-R1",
+             "B200-SXM-180GB", "b200_sxm", 1, 8, "trtllm", 4096, 512, 2000, 20, "latency",
+             kv_cache_precision="fp8", moe=True),
+    Scenario("dsr1-h100x16-trt-1k1k-thr", "deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-R1",
+             "H100-SXM-80GB", "h100_sxm", 2, 8, "trtllm", 1024, 1024, 5000, 80, "throughput",
+             kv_cache_precision="fp8", moe=True),
+    Scenario("gptoss120b-h200x1-trt-1k1k-lat", "openai/gpt-oss-120b", "openai/gpt-oss-120b",
+             "H200-SXM-141GB", "h200_sxm", 1, 1, "trtllm", 1024, 1024, 1000, 10, "latency", moe=True),
+    Scenario("gptoss120b-b200x4-vllm-1k1k-thr", "openai/gpt-oss-120b", "openai/gpt-oss-120b",
+             "B200-SXM-180GB", "b200_sxm", 1, 4, "vllm", 1024, 1024, 2000, 40, "throughput", moe=True),
+)
+
+
+def spec_yaml(s: Scenario) -> str:
+    """The parc ServingSpec of a scenario (JSON is YAML 1.2, so json.dumps writes it)."""
+    model: Json = {"id": s.model, "maxContextLength": s.isl + s.osl}
+    for key, value in (("architecture", s.architecture), ("precision", s.precision),
+                       ("kvCachePrecision", s.kv_cache_precision)):
+        if value is not None:
+            model[key] = value
+    pool: Json = {"name": "pool", "gpu": s.gpu, "nodes": s.nodes, "gpusPerNode": s.gpus_per_node,
+                  "scheduler": "none"}
+    if s.nodes > 1:
+        pool["interNode"] = "infiniband"
+    spec = {"apiVersion": "parc.dev/v1alpha1", "kind": "ServingSpec",
+            "metadata": {"name": s.name.replace(".", "-")[:63]},
+            "model": model,
+            "workload": {"inputTokens": s.isl, "outputTokens": s.osl},
+            "slo": {"objective": "throughput", "ttftMs": s.ttft_ms, "tpotMs": s.tpot_ms},
+            "cluster": {"pools": [pool]},
+            "engine": {"name": s.engine}}
+    return json.dumps(spec, indent=1) + "\n"
+
+
+def parc_executable() -> list[str]:
+    local = Path(sys.executable).with_name("parc")
+    for cand in (local, REPO / ".venv" / "bin" / "parc"):
+        if cand.exists():
+            return [str(cand)]
+    found = shutil.which("parc")
+    if found is None:
+        raise SystemExit("parc not found: run with parc's venv (pip install -e .)")
+    return [found]
+
+
+def run_parc(s: Scenario, tmp: Path) -> tuple[Json | None, float, str]:
+    """(plan.json or None, wall seconds, error text)."""
+    spec = tmp / f"{s.name}.yaml"
+    spec.write_text(spec_yaml(s), encoding="utf-8")
+    t0 = time.perf_counter()
+    proc = subprocess.run([*parc_executable(), "plan", str(spec), "--format", "json"],
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        why = proc.stderr.strip().splitlines()[-1:] or [""]
+        if proc.returncode == 3:  # infeasible: plan.json with feasible false and the problem
+            try:
+                why = [p["message"] for p in json.loads(proc.stdout).get("problems", [])][:1] or why
+            except ValueError:
+                pass
+        return None, seconds, f"parc exit {proc.returncode}: {why[0]}"
+    plan: Json = json.loads(proc.stdout)
+    return plan, seconds, ""
+
+
+def run_worker(aic_python: str, command: str, request: Json, tmp: Path, tag: str) -> tuple[Json, float]:
+    """Run the aiconfigurator worker in a fresh process; (result, wall seconds of that process)."""
+    req, out = tmp / f"{tag}.{command}.in.json", tmp / f"{tag}.{command}.out.json"
+    req.write_text(json.dumps(request), encoding="utf-8")
+    t0 = time.perf_counter()
+    proc = subprocess.run([aic_python, str(WORKER), command, str(req), str(out)],
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+        return {"error": f"aiconfigurator {command} exit {proc.returncode}: {tail}"}, seconds
+    result: Json = json.loads(out.read_text(encoding="utf-8"))
+    return result, seconds
+
+
+def parc_layout(plan: Json) -> Json:
+    """parc's chosen layout and batch, read defensively (plan.json may gain keys)."""
+    group = plan["placement"]["groups"][0]
+    settings = plan.get("engineSettings", {})
+    # groupEngineSettings (per pool group) wins over the plan-wide settings when present.
+    per_group = plan.get("groupEngineSettings")
+    if isinstance(per_group, list) and per_group and isinstance(per_group[0], dict):
+        settings = {**settings, **per_group[0].get("engineSettings", per_group[0])}
+    predicted = plan.get("predicted", {})
+    groups_pred = predicted.get("groups") or [{}]
+    dp = int(group.get("dpAttention", 1))
+    planned = groups_pred[0].get("concurrencyPerReplica")
+    return {"tp": int(group["tp"]), "pp": int(group.get("pp", 1)), "ep": int(group.get("ep", 1)), "dp": dp,
+            "replicas": int(group.get("replicas", 1)),
+            "gpusPerReplica": int(group.get("gpusPerReplica", group["tp"] * group.get("pp", 1) * dp)),
+            "maxNumSeqs": int(settings["maxNumSeqs"]),
+            "maxNumBatchedTokens": settings.get("maxNumBatchedTokens"),
+            "kvCacheFreeMemoryFraction": settings.get("kvCacheFreeMemoryFraction"),
+            "maxModelLen": settings.get("maxModelLen"),
+            "plannedPerRank": None if planned is None else max(1, round(float(planned) / dp)),
+            "predictedTokS": float(predicted.get("throughputTokensPerSecond", 0.0)),
+            "predictedTtftMs": predicted.get("ttftMs"), "predictedTpotMs": predicted.get("tpotMs"),
+            "groups": len(plan["placement"]["groups"])}
+
+
+def score_item(s: Scenario, lay: Json, batch: int, is_moe: bool) -> Json:
+    item: Json = {"model": s.aic_model, "system": s.system, "backend": s.engine, "isl": s.isl, "osl": s.osl,
+                  "tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "batch": batch,
+                  "ctxTokens": lay["maxNumBatchedTokens"]}
+    if is_moe:
+        width = lay["tp"] * lay["dp"]
+        # parc's ep is tp x dpAttention (experts spread) or 1 (experts tensor-sharded over the stage).
+        item["moeEp"], item["moeTp"] = (lay["ep"], width // lay["ep"]) if lay["ep"] > 1 else (1, width)
+    if s.engine == "trtllm":
+        item["freeGpuMemoryFraction"] = lay["kvCacheFreeMemoryFraction"]
+        item["maxSeqLen"] = lay["maxModelLen"]
+    return item
+
+
+def judge(s: Scenario, lay: Json, res: Json) -> Json:
+    """Score of one parc point: tok/s per cluster GPU, SLO verdict."""
+    if "error" in res:
+        if res["error"].startswith("RuntimeError: OOM"):
+            # Weights + activations + KV of `batch` sequences at max_seq_len exceed the GPU in
+            # aiconfigurator's memory model (TensorRT-LLM's default GUARANTEED_NO_EVICT scheduler
+            # reserves each request's whole sequence, so the engine could not run this batch).
+            return {"scored": True, "ttftMs": None, "tpotMs": None, "tokSPerGpu": 0.0, "meetsSlo": False,
+                    "misses": ["out of memory at this batch under aiconfigurator's memory model"],
+                    "modes": {}}
+        return {"scored": False, "reason": res["error"]}
+    tok_gpu = float(res["tokens/s"]) * lay["replicas"] / s.gpus
+    misses = []
+    if res["ttft"] > s.ttft_ms:
+        misses.append(f"TTFT {res['ttft']:.0f} > {s.ttft_ms:.0f} ms")
+    if res["tpot"] > s.tpot_ms:
+        misses.append(f"TPOT {res['tpot']:.1f} > {s.tpot_ms:.1f} ms")
+    if res.get("kvCacheWarning"):
+        misses.append("batch exceeds aiconfigurator's KV-cache capacity")
+    return {"scored": True, "ttftMs": res["ttft"], "tpotMs": res["tpot"], "tokSPerGpu": tok_gpu,
+            "meetsSlo": not misses, "misses": misses,
+            "modes": {k: res.get(k) for k in ("gemm", "kvcache", "fmha", "moe", "version")}}
+
+
+def compare(s: Scenario, aic_python: str, tmp: Path) -> Json:
+    row: Json = {"scenario": asdict(s)}
+    plan, row["parcSeconds"], err = run_parc(s, tmp)
+    search, row["aicSeconds"] = run_worker(aic_python, "search", {
+        "model": s.aic_model, "gpus": s.gpus, "system": s.system, "backend": s.engine,
+        "isl": s.isl, "osl": s.osl, "ttft": s.ttft_ms, "tpot": s.tpot_ms}, tmp, s.name)
+    row["aicSearchSeconds"] = search.get("searchSeconds")
+    # cli_default's picking falls back to the closest configurations when none meets the TPOT
+    # target (sdk/pareto_analysis.py); only a configuration that meets both targets is a reference.
+    top = search.get("aggTop") or []
+    meeting = [r for r in top if r["ttft"] <= s.ttft_ms and r["tpot"] <= s.tpot_ms]
+    best = max(meeting, key=lambda r: r["tokens/s/gpu_cluster"]) if meeting else None
+    row["aicBest"] = best
+    row["aicAggTop"] = top
+    if top and not meeting:
+        row["aicNote"] = (f"no aggregated configuration meets the SLO under aiconfigurator (closest: TTFT "
+                          f"{top[0]['ttft']:.0f} ms, TPOT {top[0]['tpot']:.1f} ms)")
+    row["aicDisaggBest"] = search.get("disagg")
+    if "error" in search:
+        row["aicError"] = search["error"]
+    if plan is None:
+        row["parcError"] = err
+        row["regret"] = 1.0
+        return row
+    lay = parc_layout(plan)
+    row["parc"] = lay
+    row["parcTokSPerGpu"] = lay["predictedTokS"] / s.gpus
+    is_moe = s.moe
+    # Score with the quantization modes aiconfigurator's own search used for this model.
+    modes_row = best or (top[0] if top else {})
+    quant = {k: modes_row[k] for k in ("gemm", "kvcache", "fmha", "moe") if modes_row.get(k)}
+    items = [{**score_item(s, lay, lay["maxNumSeqs"], is_moe), **quant}]
+    if lay["plannedPerRank"] is not None:
+        items.append({**score_item(s, lay, lay["plannedPerRank"], is_moe), **quant})
+    if best:  # consistency: aiconfigurator's estimate of its own best must reproduce the search
+        again: Json = {"model": s.aic_model, "system": s.system, "backend": s.engine, "isl": s.isl,
+                       "osl": s.osl, "tp": best["tp"], "pp": best["pp"], "dp": best["dp"], "batch": best["bs"],
+                       "ctxTokens": best["ctx_tokens"]}
+        if s.moe:
+            again.update(moeTp=best.get("moe_tp"), moeEp=best.get("moe_ep"))
+        items.append({**again, **quant})
+    scored, _ = run_worker(aic_python, "score", {"items": items}, tmp, s.name)
+    results = scored.get("items") or [{"error": scored.get("error", "no result")}] * len(items)
+    row["atMaxNumSeqs"] = judge(s, lay, results[0])
+    if lay["plannedPerRank"] is not None:
+        row["atPlannedLoad"] = judge(s, lay, results[1])
+    if best:
+        again = results[-1]
+        row["aicSelfCheck"] = (None if "error" in again
+                               else float(again["tokens/s/gpu"]) / float(best["tokens/s/gpu"]) - 1.0)
+    at = row["atMaxNumSeqs"]
+    if best and at["scored"]:
+        ref = float(best["tokens/s/gpu_cluster"])
+        row["regret"] = 1.0 if not at["meetsSlo"] else 1.0 - at["tokSPerGpu"] / ref
+    elif not best and at["scored"]:
+        row["regret"] = None  # aiconfigurator found nothing to compare with
+    else:
+        row["regret"] = None
+    return row
+
+
+def fmt_parc(lay: Json) -> str:
+    ep = f" ep{lay['ep']}" if lay["ep"] > 1 else ""
+    dp = f" dpa{lay['dp']}" if lay["dp"] > 1 else ""
+    pp = f" pp{lay['pp']}" if lay["pp"] > 1 else ""
+    return f"tp{lay['tp']}{pp}{ep}{dp} x{lay['replicas']} bs{lay['maxNumSeqs']}"
+
+
+def fmt_aic(best: Json | None, gpus: int) -> str:
+    if not best:
+        return "none"
+    per = int(best["tp"]) * int(best["pp"]) * int(best["dp"])
+    ep = f" ep{best['moe_ep']}" if best.get("moe_ep") not in (None, 1) else ""
+    etp = f" etp{best['moe_tp']}" if best.get("moe_tp") not in (None, 1) and ep else ""
+    dp = f" dpa{best['dp']}" if int(best["dp"]) > 1 else ""
+    pp = f" pp{best['pp']}" if int(best["pp"]) > 1 else ""
+    return f"tp{best['tp']}{pp}{ep}{etp}{dp} x{gpus // per} bs{best['bs']}"
+
+
+def fmt_point(p: Json | None) -> str:
+    if not p:
+        return "-"
+    if not p["scored"]:
+        return "n/a"
+    if p["ttftMs"] is None:
+        return "OOM MISS"
+    return (f"{p['ttftMs']:.0f}/{p['tpotMs']:.1f} {p['tokSPerGpu']:.0f}"
+            f" {'ok' if p['meetsSlo'] else 'MISS'}")
+
+
+def report(rows: list[Json]) -> str:
+    head = (f"{'scenario':38} {'SLO ms':>9} {'parc layout':24} {'parc':>6} {'aic(parc@bs) TTFT/TPOT tok/s/GPU':>33} "
+            f"{'aic(parc@load)':>22} {'aic best agg':26} {'aic':>6} {'disagg':>6} {'regret':>6} {'parc s':>6} {'aic s':>6}")
+    out = [head, "-" * len(head)]
+    for r in rows:
+        s = r["scenario"]
+        gpus = s["nodes"] * s["gpus_per_node"]
+        lay = r.get("parc")
+        best = r.get("aicBest")
+        dis = r.get("aicDisaggBest")
+        regret = r.get("regret")
+        out.append(
+            f"{s['name']:38} {s['ttft_ms']:>4.0f}/{s['tpot_ms']:<4.0f} "
+            f"{(fmt_parc(lay) if lay else 'infeasible'):24} {r.get('parcTokSPerGpu', 0):>6.0f} "
+            f"{fmt_point(r.get('atMaxNumSeqs')):>33} {fmt_point(r.get('atPlannedLoad')):>22} "
+            f"{fmt_aic(best, gpus):26} {(best or {}).get('tokens/s/gpu_cluster', 0) or 0:>6.0f} "
+            f"{(dis or {}).get('tokens/s/gpu_cluster', 0) or 0:>6.0f} "
+            f"{('n/a' if regret is None else f'{regret * 100:.0f}%'):>6} {r['parcSeconds']:>6.2f} {r['aicSeconds']:>6.1f}")
+    scored = [r for r in rows if r.get("regret") is not None]
+    misses = [r for r in scored if not r.get("atMaxNumSeqs", {}).get("meetsSlo", False)]
+    planned = [r for r in rows if r.get("atPlannedLoad", {}).get("scored")]
+    planned_miss = [r for r in planned if not r["atPlannedLoad"]["meetsSlo"]]
+    parc_t = sum(r["parcSeconds"] for r in rows)
+    aic_t = sum(r["aicSeconds"] for r in rows)
+    checks = [abs(r["aicSelfCheck"]) for r in rows if r.get("aicSelfCheck") is not None]
+    out += ["",
+            f"mean regret at parc's maxNumSeqs: {statistics.mean(r['regret'] for r in scored) * 100:.1f}% "
+            f"over {len(scored)} scored scenarios (target <= 10%)" if scored else "no scenario scored",
+            f"parc batches missing the SLO (or KV capacity) under aiconfigurator: {len(misses)} of {len(scored)}"
+            + (f" ({', '.join(r['scenario']['name'] for r in misses)})" if misses else ""),
+            f"at parc's planned load instead: {len(planned_miss)} of {len(planned)} miss",
+            f"not scored: {', '.join(r['scenario']['name'] for r in rows if r.get('regret') is None) or 'none'}",
+            f"wall time: parc {parc_t:.1f} s, aiconfigurator {aic_t:.1f} s; parc/aic = {parc_t / aic_t:.3f} "
+            f"(target <= 0.1)" if aic_t else "",
+            f"aiconfigurator self-check (cli_estimate of its own best vs the search): max |dev| "
+            f"{max(checks) * 100:.2f}%" if checks else ""]
+    out.append("columns: parc = parc's own predicted tok/s/GPU at its planned load; aic(...) = TTFT ms/TPOT ms "
+               "tok/s/GPU under aiconfigurator (at maxNumSeqs per rank / at the planned load); "
+               "aic = its best aggregated tok/s/GPU, disagg = its best disaggregated; times are wall clock")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", type=Path, help="write the rows to this file")
+    ap.add_argument("--only", nargs="*", default=None, help="scenario names (substring match)")
+    ap.add_argument("--aic-python", default=str(REPO / ".venv-aic" / "bin" / "python"),
+                    help="python of the venv with aiconfigurator (default .venv-aic/bin/python)")
+    args = ap.parse_args()
+    if not Path(args.aic_python).exists():
+        print(f"{args.aic_python} not found; set it up with:\n  python3 -m venv .venv-aic && .venv-aic/bin/pip "
+              "install -r tests/benchmarks/requirements-aiconfigurator.txt", file=sys.stderr)
+        return 2
+    chosen = [s for s in SCENARIOS if not args.only or any(o in s.name for o in args.only)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="parc-aic-") as tmpdir:
+        for s in chosen:
+            print(f"... {s.name}", file=sys.stderr, flush=True)
+            rows.append(compare(s, args.aic_python, Path(tmpdir)))
+    print(report(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
