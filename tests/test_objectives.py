@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from parc.loader import load_text
 from parc.pipeline import make_plan
 from parc.resolve import resolve
@@ -127,3 +129,20 @@ def test_throughput_with_concurrency_states_the_floor_and_the_planned_load(tmp_p
     assert code == 0 and "load" in header
     row = out.splitlines()[3].split()
     assert row[header.index("load") + 1] == f"{load:g}"  # +1: the '*' mark column has no header
+
+
+def test_xgmi_groups_are_costed_by_the_links_they_use(tmp_path):
+    """MI300X: a point-to-point xGMI mesh, not a switch: a TP pair talks over one 64 GB/s link,
+    a group of 8 over all seven; the cost model's link bandwidth grows with the group."""
+    from parc import costmodel as cm
+
+    res = resolve(load_text(open(_spec(tmp_path, gpu="MI300X-OAM-192GB", nodes=1, per_node=8, fabric="none")).read(),
+                            "spec.yaml"))
+    pool = res.pools[0]
+    f = cm.factors(pool.gpu, "vllm", {})
+    gbs = {g: cm.link(pool, g, f).gbs / f.coll("nvlink") for g in (2, 4, 8)}
+    assert pool.gpu.scaleup_link_gbs == 64
+    assert gbs == pytest.approx({2: 64, 4: 3 * 64, 8: min(7 * 64, pool.gpu.nvlink_gbs / 2)})
+    # so TP=2 on MI300X pays for its all-reduces where a switched H100 pair would not
+    h100 = resolve(load_text(open(_spec(tmp_path, nodes=1, per_node=8, fabric="none")).read(), "spec.yaml")).pools[0]
+    assert cm.link(h100, 2, f).gbs > cm.link(pool, 2, f).gbs

@@ -18,6 +18,7 @@ with ``workload.concurrency`` C and R replicas each serves ceil(C / R).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from dataclasses import dataclass, field
@@ -489,11 +490,22 @@ class _Evaluator:
     def fits(self, c: Candidate, load: float) -> bool:
         return math.ceil(load) <= c.max_load and math.isfinite(self.timing(c, load).ttft_s)
 
+    def _slo_ok(self, t: cm.Timing) -> bool:
+        return math.isfinite(t.ttft_s) and (self.ttft is None or t.ttft_s <= self.ttft) and \
+            (self.tpot is None or t.tpot_s <= self.tpot)
+
     def _meets(self, c: Candidate, load: float) -> bool:
-        if not self.fits(c, load):
+        """Memory holds ``load`` and the SLO is met with the chunk budget timing() would pick:
+        the same as checking that pick, since _chunk_key puts budgets meeting the SLO first,
+        but it stops at the first budget that meets it (the binary searches call this a lot)."""
+        if math.ceil(load) > c.max_load:
             return False
-        t = self.timing(c, load)
-        return (self.ttft is None or t.ttft_s <= self.ttft) and (self.tpot is None or t.tpot_s <= self.tpot)
+        t = self.cache.get((self._phys(c), load))
+        if t is not None:
+            return self._slo_ok(t)
+        need = math.ceil(load)
+        opts = [ch for ch in c.chunks if ch.max_load >= need] or [c.chunks[0]]
+        return any(self._slo_ok(self._at(c, ch.tokens, load)) for ch in opts)
 
     def max_ok_load(self, c: Candidate) -> int:
         """Largest whole load at which memory holds and the SLO is met (0 if none). TTFT and
@@ -702,6 +714,26 @@ def _supply(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[in
                     if load == 0 or ev.max_ok_load(c) >= load), default=0) for cs in pools.values())
 
 
+class _SupplyTable:
+    """:func:`_supply` for many loads: per pool its shapes sorted by the load they hold within
+    the SLO, with the most replicas among those holding at least that much (a suffix
+    maximum), so each load is a binary search per pool."""
+
+    def __init__(self, ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
+                 max_gpus: int | None):
+        self.tables: list[tuple[list[int], list[int]]] = []
+        for cs in pools.values():
+            rows = sorted((ev.max_ok_load(c), max(_replica_options(c, allowed_r, max_gpus) or [0])) for c in cs)
+            oks = [ok for ok, _ in rows]
+            best = [0] * (len(rows) + 1)
+            for i in range(len(rows) - 1, -1, -1):
+                best[i] = max(best[i + 1], rows[i][1])
+            self.tables.append((oks, best))
+
+    def __call__(self, load: int) -> int:
+        return sum(best[bisect.bisect_left(oks, load)] for oks, best in self.tables)
+
+
 def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
                     max_gpus: int | None, conc: int) -> list[Solution]:
     """The latency objective's placements (see :func:`rank` for the rule), in three passes
@@ -717,10 +749,11 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
     levels: list[tuple[int, int, list[list[tuple[float, float, Candidate, int]]]]] = []
     best_tpot = math.inf
     last_tpot: dict[Candidate, float] = {}  # TPOT at the last load evaluated (TPOT grows with load)
+    supply = _SupplyTable(ev, pools, allowed_r, max_gpus)
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         # cheap pre-check (no predictions): can the pools supply `need` replicas at all?
-        if _supply(ev, pools, allowed_r, max_gpus, load) < need:
+        if supply(load) < need:
             continue
         # bound: no shape can come within the TPOT window at this or any larger load
         feasible = [c for cs in pools.values() for c in cs if ev.max_ok_load(c) >= load]
