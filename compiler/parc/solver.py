@@ -445,6 +445,7 @@ class _Evaluator:
         self.prepared: dict[tuple[int, int], cm.Prepared] = {}
         self._ids: dict[Candidate, int] = {}
         self._keys: dict[tuple[object, ...], int] = {}
+        self.cheapest: dict[tuple[tuple[int, ...], int], Candidate | None] = {}  # see _search_cost
 
     def _phys(self, c: Candidate) -> int:
         """An id for everything ``c``'s predictions depend on: the engine, shape, chunk budgets
@@ -887,16 +888,23 @@ def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: s
     # per pool, its shapes by GPUs per replica; the load each holds within the SLO is found
     # only for the shapes a level reaches (the fewest GPUs that still hold it)
     by_gpus = [sorted(((c.shape.gpus, i, c) for i, c in enumerate(cs)), key=lambda x: x[:2]) for cs in pools.values()]
+    # a pool's cheapest shape at a load is the same in every search that does not pin that pool
+    # (the alternatives run one search per pinned shape): memoised per candidate list and load
+    keys = [tuple(map(id, cs)) for cs in pools.values()]
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         offers: list[tuple[float, float, Candidate, int]] = []
-        for shapes_ in by_gpus:
-            fewest = next((g for g, _, c in shapes_ if ev.max_ok_load(c) >= load), None)
-            if fewest is None:
-                continue
-            # predictions only for the ties on GPUs
-            c = min((c for g, _, c in shapes_ if g == fewest and ev.max_ok_load(c) >= load),
+        for key, shapes_ in zip(keys, by_gpus):
+            if (key, load) not in ev.cheapest:
+                fewest = next((g for g, _, c in shapes_ if ev.max_ok_load(c) >= load), None)
+                # predictions only for the ties on GPUs
+                ev.cheapest[(key, load)] = None if fewest is None else min(
+                    (c for g, _, c in shapes_ if g == fewest and ev.max_ok_load(c) >= load),
                     key=lambda c: ev.timing(c, load).tpot_s)
+            hit = ev.cheapest[(key, load)]
+            if hit is None:
+                continue
+            c = hit
             top = max(_replica_options(c, None, max_gpus) or [0])
             offers.append((_replica_price(c), ev.timing(c, load).tpot_s, c, top))
         offers.sort(key=lambda o: (o[0], o[2].shape.gpus, o[1]))
