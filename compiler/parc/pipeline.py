@@ -216,21 +216,3 @@ def compile_spec(path: str | Path, targets: tuple[str, ...] | None = None, top: 
         warnings += [f"{res.file}: warning: {w}" for w in plan.warnings]
     chosen = targets or res.targets
     return res.spec.metadata.name, build(Inputs(res, plan), tuple(chosen))
-
-
-def compile_many(paths: list[Path], targets: tuple[str, ...] | None = None,
-                 warnings: list[str] | None = None) -> list[Any]:
-    """Several specs: each into ``<metadata.name>/``; duplicate names are an error."""
-    from parc.errors import UsageError
-    from parc.targets import Artifact
-
-    seen: dict[str, Path] = {}
-    out: list[Artifact] = []
-    for p in paths:
-        name, arts = compile_spec(p, targets, warnings=warnings)
-        if name in seen:
-            raise UsageError(f"{p}: metadata.name {name!r} is also used by {seen[name]}; names must be unique "
-                             "when compiling several specs")
-        seen[name] = p
-        out += [Artifact(f"{name}/{a.path}", a.content, a.mode) for a in arts]
-    return out
