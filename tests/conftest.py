@@ -70,15 +70,21 @@ def write(tmp_path):
 
 
 def with_engine(text: str, engine: str, **model: str) -> str:
-    """A spec's text with engine.name set (and model fields added), whatever it already says."""
+    """A spec's text with engine.name set (and model fields added), whatever it already says.
+    An engine parc deploys only aggregated gets engine.disaggregation off: forcing it onto a
+    disaggregated example asks for that engine's aggregated plan."""
     import io
 
     from ruamel.yaml import YAML
+
+    from parc.engines import capabilities
 
     yaml = YAML()
     doc = yaml.load(text)
     doc.setdefault("engine", {})["name"] = engine
     doc["engine"].pop("version", None)
+    if engine != "auto" and not capabilities()[engine].kv_transfer:
+        doc["engine"].pop("disaggregation", None)
     for k, v in model.items():
         doc["model"][k] = v
     buf = io.StringIO()
@@ -89,3 +95,26 @@ def with_engine(text: str, engine: str, **model: str) -> str:
 def amd_only(text: str) -> bool:
     """True when every pool of the spec has AMD GPUs (engines without ROCm cannot serve it)."""
     return "gpu: MI" in text and "gpu: H" not in text and "gpu: A" not in text
+
+
+def venv_python(env: str, venv: str, what: str) -> Path:
+    """The python of a judge's own venv (tests/engines/setup.sh): ``$env`` or ROOT/<venv>; skips
+    (fails under CI=true) with ``what`` when it is not installed."""
+    import os
+
+    exe = Path(os.environ.get(env, ROOT / venv / "bin" / "python"))
+    if not exe.exists():
+        skip_or_fail(f"{what} is not installed ({exe} missing): run `bash tests/engines/setup.sh`")
+    return exe
+
+
+def run_harness(exe: Path, harness: Path, cases: list, timeout: int) -> list[dict]:
+    """Run a judge harness in its venv with ``cases`` as JSON on stdin; one JSON verdict per case."""
+    import json
+    import subprocess
+
+    out = subprocess.run([str(exe), str(harness)], input=json.dumps(cases), capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT)
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(cases), out.stderr[-4000:]
+    return lines

@@ -167,7 +167,7 @@ def test_generated_shell_passes_bash_n_and_shellcheck(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-ENGINE_CASES = [(spec, engine) for spec in COMPILABLE for engine in ("vllm", "trtllm", "tgi")]
+ENGINE_CASES = [(spec, engine) for spec in COMPILABLE for engine in ("vllm", "trtllm", "tgi", "sglang")]
 
 
 @pytest.mark.parametrize("spec, engine", ENGINE_CASES, ids=lambda x: getattr(x, "stem", x))
@@ -205,7 +205,7 @@ def test_flag_check_rejects_what_the_engine_would():
 
 
 def test_flag_tables_record_their_source():
-    for engine in ("vllm", "trtllm", "tgi"):
+    for engine in ("vllm", "trtllm", "tgi", "sglang"):
         assert flags.default_version(engine) in flags.versions(engine)
         for v in flags.versions(engine):
             rel = flags.release(engine, v)
@@ -220,6 +220,12 @@ def test_plan_group_counts_agree_across_targets(tmp_path):
         files = {a.path: a.content for a in arts}
         plan = json.loads(files["plan.json"])
         total = 0
+        if "router" in plan:  # disaggregated: one job holds every instance (tests/test_disaggregation.py)
+            (sbatch,) = [c for p, c in files.items() if p.startswith("slurm/")]
+            nodes = int(sbatch.split("#SBATCH --nodes=")[1].split("\n")[0])
+            per_node = int(sbatch.split("#SBATCH --gres=gpu:")[1].split("\n")[0])
+            assert nodes * per_node >= plan["placement"]["gpusTotal"]
+            continue
         for i, g in enumerate(plan["placement"]["groups"]):
             assert g["tp"] * g["pp"] * g["dpAttention"] == g["gpusPerReplica"]
             total += g["gpusPerReplica"] * g["replicas"]

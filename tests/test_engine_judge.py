@@ -12,14 +12,12 @@ of each architecture). Negative controls prove the judge rejects what it should.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import ROOT, example_specs, skip_or_fail
+from conftest import ROOT, example_specs, run_harness, venv_python
 from parc import engines
 from parc import plan as plan_stage
 from parc.catalog import hfconfig
@@ -37,18 +35,11 @@ VALUES = {engines.HEAD_ADDR: "10.0.0.1", engines.DP_START_RANK: "8", engines.NOD
 
 
 def judge_python() -> Path:
-    exe = Path(os.environ.get("PARC_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
-    if not exe.exists():
-        skip_or_fail(f"vLLM's CPU build is not installed ({exe} missing): run `bash tests/engines/setup.sh`")
-    return exe
+    return venv_python("PARC_VLLM_PYTHON", ".venv-vllm", "vLLM's CPU build")
 
 
 def run_judge(cases: list[dict]) -> list[dict]:
-    out = subprocess.run([str(judge_python()), str(HARNESS)], input=json.dumps(cases), capture_output=True,
-                         text=True, timeout=1800, cwd=ROOT)
-    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == len(cases), out.stderr[-4000:]
-    return lines
+    return run_harness(judge_python(), HARNESS, cases, 1800)
 
 
 def _substitute(argv: tuple[str, ...], config_dir: str) -> list[str]:
@@ -99,8 +90,9 @@ def cases_for(spec: Path, tmp: Path) -> list[dict]:
                         "block": list(res.checkpoint.block) if res.checkpoint.format == "fp8-block" else [],
                         "expect": {"tp": g.shape.tp, "pp": g.shape.pp, "dp": g.shape.dpa, "ep": g.shape.ep > 1,
                                    "maxNumSeqs": g.settings.max_num_seqs,
-                                   "maxNumBatchedTokens": g.settings.max_num_batched_tokens},
-                        "name": f"{spec.stem} {g.pool.name} {p.role}"})
+                                   "maxNumBatchedTokens": g.settings.max_num_batched_tokens,
+                                   "kvConnector": "NixlConnector" if g.phase != "both" else None},
+                        "name": f"{spec.stem} {g.pool.name} {g.phase} {p.role}"})
     return out
 
 
@@ -127,6 +119,8 @@ def test_vllm_resolves_the_planned_layout_and_settings(verdicts):
         assert (got["tp"], got["pp"], got["dp"], got["ep"]) == (want["tp"], want["pp"], want["dp"], want["ep"]), c["name"]
         assert got["maxNumSeqs"] == want["maxNumSeqs"], c["name"]
         assert got["maxNumBatchedTokens"] == want["maxNumBatchedTokens"] >= got["maxNumSeqs"], c["name"]
+        # a prefill or decode instance of a disaggregated plan: vLLM set up the NIXL connector
+        assert got["kvConnector"] == want["kvConnector"], c["name"]
 
 
 QWEN_FP8 = """\

@@ -194,3 +194,55 @@ def test_forced_engine_that_cannot_run_the_checkpoint_is_located(run, write):
     assert code == 2 and "model.id: TGI does not run mxfp4 (fp4) checkpoints on any GPU" in err
     with pytest.raises(SpecError):
         load_and_resolve(p)
+
+
+def test_sglang_argv_is_the_servers_own_quantities(write):
+    """SGLang's --tp-size is tp x dpAttention (attention DP runs inside the TP group) and its
+    --max-running-requests / --chunked-prefill-size are the server's totals (each attention-DP
+    scheduler takes 1/attn_dp_size): parc writes its per-rank settings times dpAttention."""
+    plan = make_plan(EXAMPLES / "deepseek-r1-fp8-8xh200-sglang.yaml",
+                     sets=["constraints.dpAttention=8", "constraints.tp=1", "constraints.pp=1", "constraints.ep=1"])
+    (g,) = plan["placement"]["groups"]
+    s = plan["engineSettings"]
+    argv = plan["launch"][0]["argv"]
+    assert argv[:2] == ["sglang", "serve"] and argv[argv.index("--model-path") + 1] == "deepseek-ai/DeepSeek-R1"
+    val = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
+    assert (val["--tp-size"], val["--attn-dp-size"], val["--pp-size"]) == ("8", "8", "1") and "--ep-size" not in val
+    assert int(val["--max-running-requests"]) == s["maxNumSeqs"] * 8 == s["maxNumSeqsPerReplica"]
+    assert int(val["--chunked-prefill-size"]) == s["maxNumBatchedTokens"] * 8
+    mem = plan["predicted"]["memoryPerGpuGiB"]
+    assert float(val["--mem-fraction-static"]) == pytest.approx((mem["weights"] + mem["kvCache"]) / mem["capacity"],
+                                                                abs=0.002)
+    assert "--quantization" not in val and "--trust-remote-code" not in argv  # FP8 as shipped, in transformers
+    assert plan["recipe"]["engine"] == "sglang" and plan["recipe"]["layout"]["dpAttention"] == 8
+    assert plan["recipe"]["matches"] is True
+    assert any("SGLang: --tp-size 8 --attn-dp-size 8" in n for n in plan["notes"])
+
+
+def test_sglang_needs_no_ep_with_attention_dp(write):
+    """SGLang's guides run DP attention with tensor-sharded experts: no moe-dp-uses-ep rule."""
+    res = load_and_resolve(spec(write, "deepseek-ai/DeepSeek-R1", gpu="H200-SXM-141GB", engine="sglang"))
+    cands, rejs = enumerate_candidates(res)
+    assert any(c.shape.dpa > 1 and c.shape.ep == 1 for c in cands)
+    assert not any("moe-dp-uses-ep" in r.reason for r in rejs)
+
+
+def test_sglang_multi_node_is_one_process_per_node_of_one_world(write):
+    plan = make_plan(EXAMPLES / "deepseek-r1-fp8-2x8xh100-ib.yaml",
+                     sets=["engine.name=sglang", "constraints.dpAttention=16", "constraints.tp=1", "constraints.pp=1"])
+    (g,) = plan["placement"]["groups"]
+    assert g["nodesPerReplica"] == 2
+    head, worker = plan["launch"]
+    for p, rank in ((head, "0"), (worker, "$(PARC_NODE_RANK)")):
+        a = p["argv"]
+        assert a[a.index("--nnodes") + 1] == "2" and a[a.index("--node-rank") + 1] == rank
+        assert a[a.index("--dist-init-addr") + 1] == "$(PARC_HEAD_ADDR):20000"
+        assert a[a.index("--tp-size") + 1] == "16" and a[a.index("--attn-dp-size") + 1] == "16"
+    assert head["env"]["NCCL_IB_HCA"] == "mlx5"
+
+
+def test_sglang_rocm_image_and_settings():
+    plan = make_plan(EXAMPLES / "llama3.1-405b-fp8-8xmi300x.yaml", sets=["engine.name=sglang"])
+    assert plan["launch"][0]["env"]["SGLANG_USE_AITER"] == "1"
+    assert engines.get("sglang").image(None, "amd") == "lmsysorg/sglang:v0.5.23-rocm10-mi30x"
+    assert engines.get("sglang").image(None, "nvidia") == "lmsysorg/sglang:v0.5.23"

@@ -18,7 +18,7 @@ from conftest import ROOT
 from parc.cli import main
 
 STUBS = ROOT / "tests" / "stubs"
-ENGINE_NAMES = ("vllm", "trtllm-serve", "text-generation-launcher", "ray", "trtllm-llmapi-launch")
+ENGINE_NAMES = ("vllm", "trtllm-serve", "text-generation-launcher", "ray", "trtllm-llmapi-launch", "sglang")
 
 HOSTILE = [
     "$(touch {canary})", "`touch {canary}`", "; touch {canary}", "' ; touch {canary}; '", '" ; touch {canary} ; "',

@@ -187,7 +187,9 @@ def test_gpu_counts_agree_with_the_plan(spec):
     objs, _, plan = compiled(spec)
     total = 0
     for g in plan["placement"]["groups"]:
-        name = plan["metadata"]["name"] if len(plan["placement"]["groups"]) == 1 else f"{plan['metadata']['name']}-{g['pool']}"
+        pools = len({x["pool"] for x in plan["placement"]["groups"]}) > 1
+        name = "-".join([plan["metadata"]["name"]] + ([g["pool"]] if pools else [])
+                        + ([g["phase"]] if g["phase"] != "both" else []))
         (w,) = [o for o in objs if o["kind"] in ("Deployment", "LeaderWorkerSet") and o["metadata"]["name"] == name]
         if w["kind"] == "Deployment":
             pods, templates = w["spec"]["replicas"], [w["spec"]["template"]]
@@ -204,7 +206,8 @@ def test_gpu_counts_agree_with_the_plan(spec):
         assert gpus * (pods // g["replicas"]) == g["gpusPerReplica"]
         for t in templates:
             c = t["spec"]["containers"][0]
-            assert {k: v for k, v in c["resources"]["requests"].items() if k.endswith("/gpu")} == c["resources"]["limits"]
+            assert {k: v for k, v in c["resources"]["requests"].items() if k.endswith("/gpu")} == \
+                {k: v for k, v in c["resources"]["limits"].items() if k.endswith("/gpu")}
     assert total == plan["placement"]["gpusTotal"]
 
 
@@ -214,6 +217,16 @@ def test_pod_posture(spec):
     text = json.dumps(objs)
     assert "HF_TOKEN\", \"value\"" not in text  # the token only ever comes from a secretKeyRef
     for o in objs:
+        if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "router":
+            # the prefill/decode router watches pods: its own ServiceAccount, bound to a Role that reads pods
+            spec_ = o["spec"]["template"]["spec"]
+            assert spec_["automountServiceAccountToken"] is True and spec_["serviceAccountName"] == o["metadata"]["name"]
+            (role,) = [r for r in objs if r["kind"] == "Role" and r["metadata"]["name"] == o["metadata"]["name"]]
+            assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+            sc = spec_["containers"][0]["securityContext"]
+            assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+            assert "nvidia.com/gpu" not in json.dumps(spec_)
+            continue
         if o["kind"] == "Deployment":
             templates = [o["spec"]["template"]]
         elif o["kind"] == "LeaderWorkerSet":

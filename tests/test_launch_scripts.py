@@ -15,7 +15,7 @@ from conftest import ROOT, amd_only, example_specs, with_engine
 from parc.pipeline import compile_spec
 
 STUB = ROOT / "tests" / "stubs" / "engine"
-NAMES = ("vllm", "trtllm-serve", "text-generation-launcher", "ray", "trtllm-llmapi-launch")
+NAMES = ("vllm", "trtllm-serve", "text-generation-launcher", "ray", "trtllm-llmapi-launch", "sglang")
 COMPILABLE = [p for p in example_specs() if "int4-1xh200" not in p.name]
 
 
@@ -61,7 +61,7 @@ def run_script(script: Path, tmp: Path, extra_env: dict[str, str]) -> list[dict]
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-CASES = [(s, e) for s in COMPILABLE for e in ("auto", "trtllm", "tgi")]
+CASES = [(s, e) for s in COMPILABLE for e in ("auto", "trtllm", "tgi", "sglang")]
 
 
 @pytest.mark.parametrize("spec, engine", CASES, ids=lambda x: getattr(x, "stem", x))
@@ -81,24 +81,28 @@ def test_engine_receives_exactly_the_plan_argv(spec, engine, tmp_path):
     out = tmp_path / "out"
     write(arts, out)
     plan = json.loads((out / "plan.json").read_text())
+    groups = plan["placement"]["groups"]
+    pools = len({g["pool"] for g in groups}) > 1
     for entry in plan["launch"]:
-        scripts = sorted((out / "launch").glob(f"*-{entry['role']}*.sh"))
-        script = scripts[0] if len(plan["placement"]["groups"]) == 1 else next(
-            s for s in scripts if s.stem.endswith(plan["placement"]["groups"][entry["group"]]["pool"]))
-        gpus = plan["placement"]["groups"][entry["group"]]["gpusPerReplica"]
+        g = groups[entry["group"]]
+        # launch/<engine>-<role>[-<pool>][-<phase>].sh (README "What parc compile writes")
+        suffix = "".join(([f"-{g['pool']}"] if pools else []) + ([f"-{g['phase']}"] if g["phase"] != "both" else []))
+        script = out / "launch" / f"{plan['engine']}-{entry['role']}{suffix}.sh"
+        gpus = g["gpusPerReplica"]
         port = str(free_port())
         fill = {"PARC_HEAD_ADDR": "10.1.2.3", "PARC_NODE_RANK": "1", "PARC_STUB_GPUS": str(gpus),
-                "PARC_STUB_PORT": port, "PARC_PORT": port}
+                "PARC_STUB_PORT": port, "PARC_PORT": port, "PARC_NODE_ADDR": "10.1.2.4"}
         calls = run_script(script, tmp_path, fill)
         last = calls[-1]
         local = plan["placement"]["groups"][entry["group"]]["gpusPerReplica"] // max(
             1, plan["placement"]["groups"][entry["group"]]["nodesPerReplica"]) // plan["placement"]["groups"][entry["group"]]["tp"]
         placeholders = {"PARC_HEAD_ADDR": "10.1.2.3", "PARC_CONFIG_DIR": str(out / "launch"),
-                        "PARC_DP_START_RANK": str(local), "PARC_PORT": port}
+                        "PARC_DP_START_RANK": str(local), "PARC_PORT": port, "PARC_NODE_RANK": "1",
+                        "PARC_KV_PORT": str(int(port) + 1000), "PARC_NODE_ADDR": "10.1.2.4"}
         want = expected(entry["argv"], placeholders)
         assert last["argv"] == want
         for k, v in entry["env"].items():
-            assert last["env"][k] == v
+            assert last["env"][k] == expected([v], placeholders)[0]
         if entry["role"] == "head" and "--distributed-executor-backend" in entry["argv"]:
             assert calls[0]["argv"][:3] == ["ray", "start", "--head"]
         if "--extra_llm_api_options" in want:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from parc.pipeline import compile_spec
 from slurm_harness import slurm_cluster  # noqa: F401
 
 STUB = ROOT / "tests" / "stubs" / "engine"
-NAMES = ("vllm", "trtllm-serve", "text-generation-launcher", "ray", "trtllm-llmapi-launch")
+NAMES = ("vllm", "trtllm-serve", "text-generation-launcher", "ray", "trtllm-llmapi-launch", "sglang")
 COMPILABLE = [p for p in example_specs() if "int4-1xh200" not in p.name]
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,7 @@ def sbatches(spec: Path, out: Path) -> tuple[dict, list[Path]]:
     return json.loads((out / "plan.json").read_text()), paths
 
 
-CASES = [(s, e) for s in COMPILABLE for e in ("auto", "trtllm", "tgi")]
+CASES = [(s, e) for s in COMPILABLE for e in ("auto", "trtllm", "tgi", "sglang")]
 
 
 @pytest.mark.parametrize("spec, engine", CASES, ids=lambda x: getattr(x, "stem", x))
@@ -89,7 +90,14 @@ RUNS = [
     ("mixtral-8x7b-8xh100.yaml", "trtllm"),
     ("llama3.1-405b-2x8xa100.yaml", "auto"),
     ("deepseek-r1-fp8-2x8xh100-ib.yaml", "auto"),  # multi-node data parallelism: a headless second node
+    ("deepseek-r1-fp8-2x8xh100-ib.yaml", "sglang"),  # one sglang serve per node, --node-rank 1 on the second
 ]
+
+
+def _api_less(argv: list[str]) -> bool:
+    """A process of a multi-node replica that serves no API: a headless vLLM data-parallel node,
+    an SGLang node of rank > 0."""
+    return "--headless" in argv or ("--node-rank" in argv and argv[argv.index("--node-rank") + 1] != "0")
 
 
 @pytest.mark.parametrize("name, engine", RUNS, ids=lambda x: x.replace(".yaml", ""))
@@ -117,7 +125,7 @@ def test_scripts_run_and_the_engine_gets_the_plan_argv(slurm_cluster, name, engi
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     entry = next(e for e in plan["launch"] if e["role"] in ("server", "head"))
     served = [c for c in calls if c["argv"][0] == entry["argv"][0] and c["argv"][:2] != ["ray", "start"]]
-    (last,) = [c for c in served if ("--port" in c["argv"] or "--model-id" in c["argv"]) and "--headless" not in c["argv"]]
+    (last,) = [c for c in served if ("--port" in c["argv"] or "--model-id" in c["argv"]) and not _api_less(c["argv"])]
     workers = [e for e in plan["launch"] if e["role"] == "worker" and "--headless" in e["argv"]]
     if workers:  # every other node ran its headless ranks with its own start rank
         headless = [c for c in served if "--headless" in c["argv"]]
@@ -125,6 +133,9 @@ def test_scripts_run_and_the_engine_gets_the_plan_argv(slurm_cluster, name, engi
         local = g["gpusPerReplica"] // g["nodesPerReplica"] // g["tp"]
         assert [c["argv"][c["argv"].index("--data-parallel-start-rank") + 1] for c in headless] == \
             [str(local * i) for i in range(1, g["nodesPerReplica"])]
+    if any("--node-rank" in e["argv"] for e in plan["launch"]):  # every other node ran with its own rank
+        ranks = [c["argv"][c["argv"].index("--node-rank") + 1] for c in served if _api_less(c["argv"])]
+        assert ranks == [str(i) for i in range(1, g["nodesPerReplica"])], calls
     want = [a.replace("$(PARC_HEAD_ADDR)", "127.0.0.1").replace("$(PARC_PORT)", str(port)) for a in entry["argv"]]
     config_dir = last["env"].get("PARC_CONFIG_DIR", "")
     want = [a.replace("$(PARC_CONFIG_DIR)", config_dir) for a in want]
@@ -177,7 +188,7 @@ def _free(port: int) -> bool:
     return True
 
 
-ONE_NODE = [s for s in COMPILABLE if "2x8" not in s.name]  # the others' replicas span nodes (RUNS above)
+ONE_NODE = [s for s in COMPILABLE if "2x8" not in s.name and "4x8" not in s.name]  # the others' replicas span nodes (RUNS above)
 
 
 @pytest.mark.parametrize("spec", ONE_NODE, ids=lambda p: p.stem)
@@ -231,3 +242,101 @@ def test_every_replica_a_node_holds_runs_at_once_and_scancel_stops_them(slurm_cl
             break
         time.sleep(0.5)
     assert sorted(str(s["stopped"]) for s in stopped) == sorted(ports)
+
+
+DISAGG = """\
+apiVersion: parc.dev/v1alpha1
+kind: ServingSpec
+metadata:
+  name: pd
+model:
+  id: meta-llama/Llama-3.1-70B-Instruct
+  precision: bf16
+  maxContextLength: 8192
+workload:
+  inputTokens: 2000
+  outputTokens: 200
+  concurrency: 32
+slo:
+  objective: latency
+  ttftMs: 5000
+  tpotMs: 200
+constraints:
+  tp: {tp}
+  replicas: 1
+cluster:
+  pools:
+    - name: h100
+      gpu: H100-SXM-80GB
+      nodes: {nodes}
+      gpusPerNode: 8
+{fabric}      scheduler: slurm
+engine:
+  name: {engine}
+  disaggregation: "on"
+deploy:
+  port: {port}
+"""
+
+
+def pd_port() -> int:
+    """A router port whose instance ports (+100 prefill, +200 decode) are free too."""
+    for _ in range(200):
+        base = free_port()
+        if base + 1200 < 65535 and all(_free(base + d) for d in (100, 200)):
+            return base
+    raise RuntimeError("no free router/instance ports")
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize("nodes", [1, 2], ids=["one-node", "two-nodes"])
+def test_a_disaggregated_job_starts_both_phases_then_the_router(slurm_cluster, nodes, engine, tmp_path):  # noqa: F811
+    """A disaggregated plan is one job: its prefill and decode instances start on their GPUs and
+    ports (deploy.port + 100, + 200), and once both answer /health the router starts on
+    deploy.port with both instances' URLs (SGLang's also the prefill bootstrap port); every
+    process gets plan.json's argv."""
+    port = pd_port()
+    spec = tmp_path / "pd.yaml"
+    fabric = "      interNode: infiniband\n" if nodes > 1 else ""
+    spec.write_text(DISAGG.format(nodes=nodes, fabric=fabric, engine=engine, port=port, tp=4 * nodes))
+    plan, (script,) = sbatches(spec, tmp_path / "out")
+    assert [g["phase"] for g in plan["placement"]["groups"]] == ["prefill", "decode"]
+    assert all(g["replicas"] == 1 for g in plan["placement"]["groups"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for n in set(NAMES) | {"vllm-router", "sglang"}:
+        (bin_dir / n).symlink_to(STUB)
+    wrapper = bin_dir / "python3"  # SGLang's router runs as `python3 -m sglang_router.launch_router`
+    wrapper.write_text(f"#!/bin/sh\nif [ \"$1\" = -m ]; then PARC_STUB_AS=python3 exec {sys.executable} {STUB} \"$@\"; fi\nexec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    log = tmp_path / "engine.log"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PARC_STUB_LOG": str(log), "PARC_STUB_SERVE_SECONDS": "6",
+           "PARC_HEALTH_INTERVAL": "1"}
+    job = slurm_cluster.submit(script, env=env, cwd=tmp_path)
+    state = slurm_cluster.wait(job, timeout=120)
+    outputs = "".join(p.read_text() for p in sorted(tmp_path.glob("*.out")) + sorted(tmp_path.glob("*.err")))
+    assert state == "COMPLETED", outputs + slurm_cluster.logs()
+    assert f"pd is serving on http://127.0.0.1:{port}" in outputs
+    calls = [json.loads(line) for line in log.read_text().splitlines() if '"argv"' in line]
+    first = {"vllm": "vllm", "sglang": "sglang"}[engine]
+    engines_ = [c for c in calls if c["argv"][0] == first]
+    routers = [c for c in calls if c["argv"][0] == plan["router"]["argv"][0]]
+    assert len(engines_) == 2 and len(routers) == 1, calls
+    by_port = {c["argv"][c["argv"].index("--port") + 1]: c for c in engines_}
+    for group, offset in ((0, 100), (1, 200)):  # prefill, decode
+        c = by_port[str(port + offset)]
+        (entry,) = [e for e in plan["launch"] if e["group"] == group]
+        want = [a.replace("$(PARC_PORT)", str(port + offset)).replace("$(PARC_KV_PORT)", str(port + offset + 1000))
+                for a in entry["argv"]]
+        assert c["argv"] == want
+        if engine == "vllm":
+            assert c["env"]["VLLM_NIXL_SIDE_CHANNEL_PORT"] == str(port + offset + 1000)
+            assert c["env"]["VLLM_NIXL_SIDE_CHANNEL_HOST"] == "127.0.0.1"
+    fill = {"PARC_PREFILL_URL_0": f"http://127.0.0.1:{port + 100}", "PARC_DECODE_URL_0": f"http://127.0.0.1:{port + 200}",
+            "PARC_PREFILL_KV_PORT_0": str(port + 1100)}
+    want = plan["router"]["argv"]
+    for k, v in fill.items():
+        want = [a.replace(f"$({k})", v) for a in want]
+    assert routers[0]["argv"] == want
+    # the router started after both instances answered /health
+    assert calls.index(routers[0]) > max(calls.index(c) for c in engines_)

@@ -162,7 +162,8 @@ def test_plan_json_keys_are_the_contract(run):
     assert doc["kind"] == "Plan" and doc["apiVersion"] == "parc.dev/v1alpha1"
     assert set(doc["metadata"]) == {"name", "specSha256", "parcVersion"}
     g = doc["placement"]["groups"][0]
-    assert set(g) == {"pool", "replicas", "tp", "pp", "ep", "dpAttention", "gpusPerReplica", "nodesPerReplica"}
+    assert set(g) == {"pool", "replicas", "tp", "pp", "ep", "dpAttention", "gpusPerReplica", "nodesPerReplica", "phase"}
+    assert g["phase"] == "both"  # DESIGN.md: aggregated groups carry phase both
     assert set(doc["engineSettings"]) - {"kvCacheFreeMemoryFraction", "maxNumSeqsPerReplica", "perDataParallelRank"} \
         == {"maxNumSeqs", "maxModelLen", "maxNumBatchedTokens", "gpuMemoryUtilization",
                                           "kvCacheDtype"}

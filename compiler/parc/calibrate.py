@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from parc import catalog
 from parc.catalog import assumed_checkpoint
 from parc import costmodel as cm
-from parc.engines import capabilities
+from parc.engines import ENGINES, capabilities
 from parc.errors import UsageError
 from parc.resolve import ResolvedPool
 
@@ -178,7 +178,9 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
 
 
 def _engine(row: Row) -> str:
-    return row.engine if row.engine in ("vllm", "trtllm", "tgi") else "vllm"
+    """The engine a row is costed as: its own when parc emits for it (every engine shares the one
+    fitted per-iteration overhead, see :func:`fit`), else vLLM's."""
+    return row.engine if row.engine in ENGINES else "vllm"
 
 
 @dataclass

@@ -583,3 +583,52 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     return Timing(ttft, tpot, step, p.prefill_alone_s, throughput,
                   Comm(c.tp_all_reduce_ms * shape.pp, c.pp_p2p_ms * shape.pp, c.ep_all_to_all_ms * shape.pp),
                   bubble, batched_tokens)
+
+
+# ----------------------------------------------------------------------------- disaggregated serving
+
+
+@dataclass(frozen=True)
+class PrefillService:
+    """An instance that only prefills (the prefill side of a disaggregated plan): one prompt on
+    an idle replica, and the prompts per second a saturated replica completes (every
+    data-parallel rank fills iterations of ``batched_tokens`` prompt tokens; pipeline stages
+    overlap, so an iteration leaves every stage time)."""
+
+    alone_s: float
+    rate: float  # prompts per second of one replica at saturation
+    iteration_s: float  # one full prefill iteration of one rank (all stages)
+
+
+def prefill_service(p: Prepared) -> PrefillService:
+    ctx, shape, st = p.ctx, p.shape, p.stage
+    inp = ctx.input_tokens
+    tokens = float(max(p.batched_tokens, 1))
+    prompts = tokens / inp  # prompts (or parts of one) an iteration carries
+    stage_s, _ = _stage_time(st, max(1.0, prompts), tokens, inp / 2)
+    overhead = ctx.factors.step_overhead_ms * 1e-3
+    rate = shape.dpa * prompts / (stage_s + overhead)
+    return PrefillService(p.prefill_alone_s, rate, shape.pp * stage_s + overhead)
+
+
+def decode_only(p: Prepared, load: float) -> tuple[float, Comm, float]:
+    """(TPOT seconds, communication per token, pipeline bubble) of an instance that only
+    decodes (the decode side of a disaggregated plan): every iteration carries the running
+    sequences' next tokens and no prefill chunk."""
+    ctx, shape, st = p.ctx, p.shape, p.stage
+    load = max(load, 1.0)
+    per_rank = load / shape.dpa
+    m = max(1.0, min(per_rank, float(shape.pp)))
+    overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
+    stage_s, comm = _stage_time(st, per_rank / m, per_rank / m, ctx.input_tokens + ctx.output_tokens / 2)
+    tpot = shape.pp * stage_s + overhead
+    c = Comm(comm.tp_all_reduce_ms * shape.pp, comm.pp_p2p_ms * shape.pp, comm.ep_all_to_all_ms * shape.pp)
+    return tpot, c, (shape.pp - m) / shape.pp
+
+
+def kv_transfer_s(arch: ModelArch, kv_precision: str, tokens: int, lk: LinkCost, streams: int) -> float:
+    """Moving one prompt's KV cache (``tokens`` tokens, every layer) from a prefill instance to
+    a decode instance over ``lk``, split over ``streams`` GPU pairs sending at once (each GPU
+    sends its own shard)."""
+    nbytes = shapes.kv_bytes_per_sequence(arch, kv_precision, 1, 1, tokens)
+    return p2p_s(nbytes / max(1, streams), lk)

@@ -10,6 +10,7 @@ byte-identical across machines whatever the last bits of floating point arithmet
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ class PlanGroup:
     nodes_per_replica: int
     gpus_per_node: int  # GPUs of one replica on each of its nodes
     launcher: str  # single | ray | mpi | dp (how a replica starts)
+    phase: str  # both | prefill | decode
     settings: Settings
     load: float  # concurrent requests planned per replica
     weights_gib_per_gpu: float
@@ -74,6 +76,7 @@ class Plan:
     routing: Routing
     warnings: tuple[str, ...]
     document: dict[str, Any]
+    router: Process | None = None  # the prefill/decode router of a disaggregated plan (listed instances)
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -94,6 +97,7 @@ def placement(sol: Solution) -> dict[str, Any]:
                 "dpAttention": g.cand.shape.dpa,
                 "gpusPerReplica": g.cand.shape.gpus,
                 "nodesPerReplica": g.cand.nodes_per_replica,
+                "phase": g.phase,
             }
             for g in sol.groups
         ],
@@ -131,8 +135,9 @@ def _memory(g: Group) -> dict[str, float]:
 
 def predicted(sol: Solution) -> dict[str, Any]:
     """plan.json ``predicted`` for a solution: deployment-wide numbers; memory and
-    communication of the first group (every group has its own under ``groups``)."""
-    g0 = sol.groups[0]
+    communication of the first group, the decode group of a disaggregated plan (every group has
+    its own under ``groups``)."""
+    g0 = next((g for g in sol.groups if g.phase == "decode"), sol.groups[0])
     return {
         "ttftMs": _r(sol.ttft_s * 1e3),
         "tpotMs": _r(sol.tpot_s * 1e3),
@@ -144,6 +149,7 @@ def predicted(sol: Solution) -> dict[str, Any]:
         "groups": [
             {
                 "pool": g.cand.pool.name,
+                "phase": g.phase,
                 "concurrencyPerReplica": _r(g.load, 2),
                 "ttftMs": _r(g.timing.ttft_s * 1e3),
                 "tpotMs": _r(g.timing.tpot_s * 1e3),
@@ -272,7 +278,23 @@ def job(res: Resolved, g: Group) -> Job:
         max_num_seqs=st.max_num_seqs, max_model_len=st.max_model_len,
         max_num_batched_tokens=st.max_num_batched_tokens, gpu_memory_utilization=st.gpu_memory_utilization,
         kv_cache_fraction=st.kv_cache_fraction, cuda_graph_max_batch=min(st.max_num_seqs, 1024),
-        weight_only=mode == "weight-only")
+        weight_only=mode == "weight-only", phase=g.phase,
+        kv_transfer=engines.capabilities()[c.engine].kv_transfer if g.phase != "both" else "",
+        static_memory_fraction=_static_fraction(g))
+
+
+def _static_fraction(g: Group) -> float:
+    """(weights + KV cache) / physical memory of the most loaded GPU (SGLang's --mem-fraction-static)."""
+    m = g.chunk.memory
+    return math.floor((m.weights + max(m.kv_cache, 0.0)) / m.capacity * 1000) / 1000
+
+
+def _stem(name: str, sol: Solution, g: Group) -> str:
+    """File and object name of a group: the spec's name, then the pool (several groups) and the
+    phase (a disaggregated plan)."""
+    pools = len({x.cand.pool.name for x in sol.groups}) > 1
+    parts = [name] + ([g.cand.pool.name] if pools else []) + ([g.phase] if g.phase != "both" else [])
+    return "-".join(parts)
 
 
 def plan_groups(res: Resolved, sol: Solution) -> tuple[PlanGroup, ...]:
@@ -282,7 +304,7 @@ def plan_groups(res: Resolved, sol: Solution) -> tuple[PlanGroup, ...]:
         j = job(res, g)
         eng = engines.get(g.cand.engine)
         out.append(PlanGroup(
-            index=i, stem=name if len(sol.groups) == 1 else f"{name}-{g.cand.pool.name}", pool=g.cand.pool,
+            index=i, stem=_stem(name, sol, g), pool=g.cand.pool, phase=g.phase,
             engine=g.cand.engine, shape=g.cand.shape, replicas=g.replicas, nodes_per_replica=g.cand.nodes_per_replica,
             gpus_per_node=j.gpus_per_node, launcher=eng.launcher(j), settings=g.settings(res.max_context_length),
             load=g.load,
@@ -296,6 +318,9 @@ def routing(res: Resolved, groups: tuple[PlanGroup, ...]) -> Routing:
     """How a Kubernetes deployment spreads requests so each group gets its planned load."""
     k8s = [g for g in groups if g.pool.scheduler == "kubernetes"] or list(groups)
     zero = tuple(0 for _ in groups)
+    if any(g.phase != "both" for g in groups):
+        return Routing("pd-router", zero, "a disaggregated plan: the prefill/decode router sends each request to a "
+                                          "prefill instance, then its KV cache and the decoding to a decode instance")
     if len(k8s) <= 1:
         return Routing("single", zero, "one pool group: its Service spreads requests evenly over its replicas")
     loads = [g.load for g in k8s]
@@ -330,7 +355,7 @@ def warnings(res: Resolved, groups: tuple[PlanGroup, ...]) -> tuple[str, ...]:
         if g.nodes_per_replica > 1 and not dict(p.fabric_env).get("NCCL_SOCKET_IFNAME"):
             out.append(f"cluster.pools[{p.index}] ({p.name}): NCCL and Gloo pick their bootstrap interface themselves; "
                        "set ncclSocketIfname / glooSocketIfname if the nodes have several")
-    return tuple(out)
+    return tuple(dict.fromkeys(out))  # groups on one pool (prefill and decode) warn once
 
 
 def launch_entries(groups: tuple[PlanGroup, ...]) -> list[dict[str, Any]]:
@@ -363,7 +388,8 @@ def build(res: Resolved, result: Result) -> Plan:
         "meetsSlo": best.meets_slo,
         "objective": result.objective,
         "calibration": calibration(res, best),
-        "notes": notes(best, res, groups) + recipe_notes(result, _band(res, best)),
+        "notes": ([result.disaggregation] if result.disaggregation else []) + notes(best, res, groups)
+        + recipe_notes(result, _band(res, best)),
         "recipe": recipe_doc(result),
         "routing": {"mode": route.mode, "why": route.why,
                     "weights": [{"group": g.index, "pool": g.pool.name, "weight": w}
@@ -376,7 +402,29 @@ def build(res: Resolved, result: Result) -> Plan:
         "rejected": [_rejected(r) for r in sorted(result.rejections, key=_rej_key)],
         "launch": launch_entries(groups),
     }
-    return Plan(res.spec.metadata.name, engine, res.spec.engine.version, groups, route, warnings(res, groups), doc)
+    rt = router(res, groups)
+    if rt is not None:
+        cap = engines.capabilities()[engine]
+        doc["router"] = {"package": (cap.router or {}).get("package", ""), "argv": list(rt.argv),
+                         "env": dict(rt.env),
+                         "instances": {phase: [{"group": g.index, "replica": i,
+                                                "url": engines.router_url(phase, i)}
+                                               for g in groups if g.phase == phase for i in range(g.replicas)]
+                                       for phase in ("prefill", "decode")}}
+    return Plan(res.spec.metadata.name, engine, res.spec.engine.version, groups, route, warnings(res, groups), doc,
+                rt)
+
+
+def router(res: Resolved, groups: tuple[PlanGroup, ...],
+           discovery: engines.Discovery | None = None) -> Process | None:
+    """The router of a disaggregated plan: listing every instance (the :func:`engines.router_url`
+    placeholders, which the SLURM script or the caller fills in), or finding them (Kubernetes)."""
+    if not any(g.phase != "both" for g in groups):
+        return None
+    count = {ph: sum(g.replicas for g in groups if g.phase == ph) for ph in ("prefill", "decode")}
+    job = engines.RouterJob(res.spec.engine.version, res.spec.deploy.port, count["prefill"], count["decode"],
+                            discovery)
+    return engines.get(groups[0].engine).router(job)
 
 
 def _band(res: Resolved, sol: Solution) -> float | None:
@@ -436,7 +484,9 @@ def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
     cal = res.calibration if res.calibration is not None else catalog.builtin_calibration()
     prov = cal.get("provenance", {}) if cal else {}
     bands = cal.get("bands", {}) if cal else {}
-    picked = [band_for(bands, config_class(g.cand.shape, g.cand.nodes_per_replica), g.cand.pool.gpu.family)
+    # a disaggregated plan is a class of its own (its prefill/decode load model is not the aggregated one)
+    picked = [band_for(bands, "disaggregated" if sol.disaggregated else
+                       config_class(g.cand.shape, g.cand.nodes_per_replica), g.cand.pool.gpu.family)
               for g in sol.groups] if bands else []
     scope, band, few = max(picked, key=lambda p: float(p[1].get("p90Ape") or 0.0)) if picked else ("", {}, True)
     error: dict[str, Any] = {}

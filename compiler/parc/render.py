@@ -11,7 +11,7 @@ from typing import Any
 
 from parc.resources import resource_dir
 
-_VAR = re.compile(r"\$\((PARC_[A-Z_]+)\)")  # only parc's own placeholders; users cannot write them
+_VAR = re.compile(r"\$\((PARC_[A-Z0-9_]+)\)")  # only parc's own placeholders; users cannot write them
 
 
 class TemplateBug(Exception):

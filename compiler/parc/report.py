@@ -36,14 +36,17 @@ def _money(x: Any) -> str:
 
 
 def _row(mark: str, engine: str, placement: dict[str, Any], predicted: dict[str, Any],
-         priced: bool) -> list[list[Any]]:
+         priced: bool, phased: bool = False) -> list[list[Any]]:
     rows = []
     for i, (g, p) in enumerate(zip(placement["groups"], predicted["groups"])):
         first = i == 0
+        prefill = g.get("phase") == "prefill"  # a prefill instance emits no decode tokens
         rows.append([
-            mark if first else "", engine if first else "", printable(g["pool"]), g["replicas"], g["dpAttention"],
+            mark if first else "", engine if first else "", printable(g["pool"])]
+            + ([g.get("phase", "both")] if phased else []) + [g["replicas"], g["dpAttention"],
             g["tp"], g["pp"], g["ep"], g["gpusPerReplica"] * g["replicas"], f"{p['concurrencyPerReplica']:g}",
-            f"{p['ttftMs']:.0f}", f"{p['tpotMs']:.1f}", f"{p['throughputTokensPerSecond']:.0f}",
+            f"{p['ttftMs']:.0f}", "-" if prefill else f"{p['tpotMs']:.1f}",
+            "-" if prefill else f"{p['throughputTokensPerSecond']:.0f}",
             f"{p['memoryPerGpuGiB']['total']:.1f}/{p['memoryPerGpuGiB']['capacity']:.0f}",
         ] + ([_money(predicted.get("costPerHour")) if first else "",
               _money(predicted.get("costPerMillionOutputTokens")) if first else ""] if priced else []))
@@ -61,6 +64,9 @@ def band_sentence(cal: dict[str, Any]) -> str:
              if band.get("fewMeasurements") else f"{band['scope']}, {n} held-out rows")
     tpot = (f"; TPOT ±{band['tpotMedianApe'] * 100:.0f}% median, ±{band['tpotP90Ape'] * 100:.0f}% p90"
             if band.get("tpotMedianApe") is not None else "")
+    if band.get("fewMeasurements"):  # no median of its own to state: only the widened bound
+        return (f"{cal['source']} calibration; expected throughput error up to ±{band['throughputP90Ape'] * 100:.0f}% "
+                f"(90th percentile){tpot} ({where})")
     return (f"{cal['source']} calibration; expected throughput error ±{band['throughputMedianApe'] * 100:.0f}% "
             f"median, ±{band['throughputP90Ape'] * 100:.0f}% at the 90th percentile{tpot} ({where})")
 
@@ -71,14 +77,20 @@ def plan_table(doc: dict[str, Any]) -> str:
     out = [f"plan {doc['metadata']['name']}: {m['architecture']} ({m['precision']}), objective "
            f"{doc['objective']}, engine {doc['engine']}, {doc['placement']['gpusTotal']} GPUs\n\n"]
     priced = "costPerHour" in doc["predicted"]
-    headers = ["", "engine", "pool", "replicas", "dpAttn", "tp", "pp", "ep", "GPUs", "load", "TTFT ms", "TPOT ms",
-               "tok/s", "GiB/GPU"] + (["cost/h", "cost/Mtok"] if priced else [])
-    rows = _row("*", doc["engine"], doc["placement"], doc["predicted"], priced)
+    phased = any(g.get("phase", "both") != "both" for d in [doc] + doc["alternatives"]
+                 for g in d["placement"]["groups"])
+    headers = ["", "engine", "pool"] + (["phase"] if phased else []) + [
+        "replicas", "dpAttn", "tp", "pp", "ep", "GPUs", "load", "TTFT ms", "TPOT ms",
+        "tok/s", "GiB/GPU"] + (["cost/h", "cost/Mtok"] if priced else [])
+    rows = _row("*", doc["engine"], doc["placement"], doc["predicted"], priced, phased)
     for alt in doc["alternatives"]:
-        rows += _row(" ", alt["engine"], alt["placement"], alt["predicted"], priced)
-    out.append(table(headers, rows, right=set(range(3, len(headers)))))
+        rows += _row(" ", alt["engine"], alt["placement"], alt["predicted"], priced, phased)
+    out.append(table(headers, rows, right=set(range(4 if phased else 3, len(headers)))))
     out.append("(* chosen; GPUs = replicas x tp x pp x dpAttn; load = concurrent requests planned per replica; "
                "TTFT/TPOT at that load, tok/s = output tokens/s"
+               + ("; phase: prefill and decode instances of a disaggregated plan (both: aggregated), a prefill "
+                  "group's load = prompts in prefill, its TTFT = the deployment's (prefill wait + prefill + KV "
+                  "transfer)" if phased else "")
                + ("; cost in the pools' costPerGpuHour currency, Mtok = a million output tokens" if priced else "")
                + ")\n")
     sentence = band_sentence(doc.get("calibration", {}))

@@ -135,8 +135,11 @@ def _load_calibration(ref: str, doc: Document, problems: list[Problem]) -> tuple
 
 
 def spec_digest(spec: ServingSpec) -> str:
-    """SHA-256 of the spec's canonical JSON (key order and formatting of the YAML do not matter)."""
-    canon = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    """SHA-256 of the spec's canonical JSON (key order and formatting of the YAML do not matter).
+    Fields at their defaults are left out, so writing a default makes no difference and a parc
+    release that adds a field with a default keeps every existing spec's digest."""
+    canon = json.dumps(spec.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=True,
+                       separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
@@ -344,6 +347,11 @@ def _check_engine(engine: Any, model: Any, ckpt: Checkpoint | None, pools: tuple
     if model.kv_cache_precision not in cap.kv_cache:
         problems.append(Problem(doc.locate(("model", "kvCachePrecision")), "model.kvCachePrecision",
                                 f"{cap.display} has no {model.kv_cache_precision} KV cache"))
+    if engine.disaggregation != "off" and not cap.kv_transfer:
+        able = ", ".join(n for n, c in capabilities().items() if c.kv_transfer)
+        problems.append(Problem(doc.locate(("engine", "disaggregation")), "engine.disaggregation",
+                                f"parc deploys disaggregated prefill/decode with {able}, not {cap.display}; set "
+                                f"engine.name to one of them (or auto), or engine.disaggregation: off"))
     if pools and not any(p.gpu.vendor in cap.vendors for p in pools):
         problems.append(Problem(doc.locate(("engine", "name")), "engine.name",
                                 f"{cap.display} runs on {' and '.join(v.upper() for v in cap.vendors)} GPUs only "

@@ -98,7 +98,14 @@ def _pct(x: float, ref: float, what: str) -> str:
 
 
 def _shape(g: dict[str, Any]) -> str:
-    return f"{g['replicas']} x tp={g['tp']} pp={g['pp']} ep={g['ep']} dpAttention={g['dpAttention']}"
+    phase = f"{g['phase']} " if g.get("phase", "both") != "both" else ""
+    return f"{phase}{g['replicas']} x tp={g['tp']} pp={g['pp']} ep={g['ep']} dpAttention={g['dpAttention']}"
+
+
+def _gname(g: dict[str, Any]) -> str:
+    """A group's row name: its pool, and its phase in a disaggregated plan."""
+    phase = g.get("phase", "both")
+    return md(g["pool"]) + (f" ({phase})" if phase != "both" else "")
 
 
 # ----------------------------------------------------------------------------- PLAN.md
@@ -132,7 +139,7 @@ def markdown(plan: Plan) -> str:
     lines += ["## Placement", ""]
     rows = []
     for g, p, s in zip(pl["groups"], pred["groups"], doc["groupEngineSettings"]):
-        rows.append([md(g["pool"]), g["replicas"], g["dpAttention"], g["tp"], g["pp"], g["ep"], g["gpusPerReplica"],
+        rows.append([_gname(g), g["replicas"], g["dpAttention"], g["tp"], g["pp"], g["ep"], g["gpusPerReplica"],
                      g["nodesPerReplica"], f"{p['concurrencyPerReplica']:g}", s["maxNumSeqsPerReplica"]])
     lines += _table(["pool", "replicas", "dpAttention", "tp", "pp", "ep", "GPUs/replica", "nodes/replica",
                      "load/replica (requests)", "maxNumSeqs/replica"], rows)
@@ -142,12 +149,12 @@ def markdown(plan: Plan) -> str:
     lines += ["", _band(doc), ""]
     lines += ["Memory per GPU (GiB, the most loaded GPU of a replica):", ""]
     lines += _table(["pool", "weights", "KV cache", "activations", "overhead", "total", "capacity"],
-                    [[md(g["pool"]), *(f"{g['memoryPerGpuGiB'][k]:.1f}" for k in
+                    [[_gname(g), *(f"{g['memoryPerGpuGiB'][k]:.1f}" for k in
                                        ("weights", "kvCache", "activations", "overhead", "total", "capacity"))]
                      for g in pred["groups"]])
     lines += ["", "Communication per output token (ms):", ""]
     lines += _table(["pool", "TP all-reduce", "PP p2p", "EP all-to-all", "pipeline bubble"],
-                    [[md(g["pool"]), f"{g['communication']['tpAllReduceMsPerToken']:.3f}",
+                    [[_gname(g), f"{g['communication']['tpAllReduceMsPerToken']:.3f}",
                       f"{g['communication']['ppP2pMsPerToken']:.3f}",
                       f"{g['communication']['epAllToAllMsPerToken']:.3f}", f"{g['pipelineBubble'] * 100:.0f}%"]
                      for g in pred["groups"]])
@@ -173,8 +180,10 @@ def _predictions(doc: dict[str, Any], priced: bool) -> list[str]:
     if len(pl["groups"]) > 1:
         for g, p in zip(pl["groups"], pred["groups"]):
             gpus = g["gpusPerReplica"] * g["replicas"]
-            rows.append([md(g["pool"]), f"{p['ttftMs']:.0f}", f"{p['tpotMs']:.1f}",
-                         f"{p['throughputTokensPerSecond']:.0f}", f"{_per_gpu(p, gpus):.1f}", gpus]
+            prefill = g.get("phase") == "prefill"  # a prefill instance emits no decode tokens
+            rows.append([_gname(g), f"{p['ttftMs']:.0f}", "-" if prefill else f"{p['tpotMs']:.1f}",
+                         "-" if prefill else f"{p['throughputTokensPerSecond']:.0f}",
+                         "-" if prefill else f"{_per_gpu(p, gpus):.1f}", gpus]
                         + (["", ""] if priced else []))
     return _table(headers, rows) + ["", "TTFT and TPOT at the planned load (the slowest group); tok/s = output "
                                     "tokens per second of the whole deployment."]

@@ -108,6 +108,7 @@ class Group:
     load: float  # concurrent requests per replica
     timing: cm.Timing
     slo_load: int = 0  # the largest load per replica that meets the SLO targets (0: no target)
+    phase: str = "both"  # both (aggregated) | prefill | decode (disaggregated instances)
 
     @property
     def gpus(self) -> int:
@@ -178,7 +179,11 @@ class Solution:
         return (miss, round(self.tpot_s, 12), round(self.ttft_s, 12), self.gpus)
 
     def signature(self) -> tuple[tuple[Any, ...], ...]:
-        return tuple((g.cand.engine, g.cand.pool.name, g.cand.shape, g.replicas) for g in self.groups)
+        return tuple((g.cand.engine, g.cand.pool.name, g.cand.shape, g.replicas, g.phase) for g in self.groups)
+
+    @property
+    def disaggregated(self) -> bool:
+        return any(g.phase != "both" for g in self.groups)
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,7 @@ class Result:
     rejections: tuple[Rejection, ...]
     objective: str
     recipe: RecipeCheck | None = None
+    disaggregation: str = ""  # engine.disaggregation auto | on: why the split won or lost, in numbers
 
 
 # ----------------------------------------------------------------------------- enumeration
@@ -490,12 +496,16 @@ class _Evaluator:
                 return t
         return best  # pragma: no cover - best is near itself
 
-    def _at(self, c: Candidate, tokens: int, load: float) -> cm.Timing:
+    def prepare(self, c: Candidate, tokens: int) -> cm.Prepared:
+        """``c`` prepared for predictions with a chunk budget of ``tokens`` (memoised)."""
         pk = (self._phys(c), tokens)
         prep = self.prepared.get(pk)
         if prep is None:
             prep = self.prepared[pk] = cm.prepare(c.ctx, c.shape, tokens)
-        return cm.predict_prepared(prep, load)
+        return prep
+
+    def _at(self, c: Candidate, tokens: int, load: float) -> cm.Timing:
+        return cm.predict_prepared(self.prepare(c, tokens), load)
 
     def _chunk_key(self, t: cm.Timing) -> tuple[float, ...]:
         """Order of chunk budgets at one load: those meeting the SLO first; then the
@@ -943,6 +953,20 @@ def solve(res: Resolved, top: int = 5) -> Result:
         raise exc
     ev = _Evaluator(res)
     sols = search(res, cands, ev=ev)
+    mode = res.spec.engine.disaggregation
+    split: list[Solution] = []
+    if mode != "off":
+        from parc import disaggregate
+
+        split = disaggregate.search(ev, cands)
+        if mode == "on" and not any(s.meets_slo for s in split):
+            exc = InfeasibleError(*disaggregate.why_none(res, cands, split))
+            exc.closest_solution = split[0] if split else None
+            exc.rejections = rejs
+            raise exc
+    aggregated = next((s for s in sols if s.meets_slo), None)
+    if split:
+        sols = rank((sols if mode == "auto" else []) + split, objective)
     feasible = [s for s in sols if s.meets_slo]
     if not feasible:
         exc = InfeasibleError(*_why_slo(res, cands, sols))
@@ -971,6 +995,13 @@ def solve(res: Resolved, top: int = 5) -> Result:
                 seen.add(s.signature())
                 seen.add(shape_only)
                 alts.append(s)
+    if mode != "off":
+        # the best plan of the other kind, and the next disaggregated splits
+        other = aggregated if best.disaggregated else next((s for s in split if s.meets_slo), None)
+        for s in ([other] if other is not None else []) + [s for s in split if s.meets_slo]:
+            if s.signature() not in seen and len(alts) < top + 2:
+                seen.add(s.signature())
+                alts.append(s)
     alts = rank(alts, objective)
     # memory/SLO rejections of candidates that fit but never meet the SLO
     extra = []
@@ -978,8 +1009,13 @@ def solve(res: Resolved, top: int = 5) -> Result:
         if not ev.ok(c, 1):
             t = ev.timing(c, 1)
             extra.append(Rejection(c.engine, c.pool.name, c.shape, "slo", _slo_reason(ev, c, t)))
+    why = ""
+    if mode != "off":
+        from parc import disaggregate
+
+        why = disaggregate.explain(best, aggregated, next((s for s in split if s.meets_slo), None), objective, mode)
     return Result(best, tuple(alts[:top]), tuple(rejs + extra), objective,
-                  check_recipe(res, cands, rejs + extra, best, ev))
+                  None if best.disaggregated else check_recipe(res, cands, rejs + extra, best, ev), why)
 
 
 def check_recipe(res: Resolved, cands: list[Candidate], rejs: list[Rejection], best: Solution,

@@ -24,7 +24,7 @@ LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 
 Precision = Literal["bf16", "fp16", "fp8", "fp4", "int8", "int4"]
 KvPrecision = Literal["auto", "fp8"]
-EngineName = Literal["auto", "vllm", "trtllm", "tgi"]
+EngineName = Literal["auto", "vllm", "trtllm", "tgi", "sglang"]
 Target = Literal["launch", "slurm", "kubernetes", "helm"]
 Objective = Literal["latency", "throughput", "cost"]
 
@@ -274,6 +274,11 @@ class Engine(_Model):
     """Which serving engine and release to emit flags for."""
 
     name: EngineName = Field(default="auto", description="auto picks the best engine that can express the plan.")
+    disaggregation: Literal["off", "auto", "on"] = Field(
+        default="off",
+        description="Separate prefill and decode engine instances, the KV cache moved between them over the "
+                    "fabric: off (aggregated), on (always), auto (the solver decides by the cost model).",
+    )
     version: str | None = Field(
         default=None,
         pattern=r"^([0-9]+(\.[0-9]+){0,3}([.-]?[A-Za-z0-9]+)*|git-[0-9a-f]{7,40})$",
@@ -283,6 +288,11 @@ class Engine(_Model):
     image: str | None = Field(
         default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$",
         description="Container image. Default: the official image of that release."
+    )
+    router_image: str | None = Field(
+        default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$",
+        description="Container image of the prefill/decode router of a disaggregated plan on Kubernetes. "
+                    "Default: the router's published image (parc's engine data names it).",
     )
     extra_args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=list, max_length=256, description="Appended verbatim after parc's own flags."

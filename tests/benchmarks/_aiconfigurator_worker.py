@@ -6,6 +6,7 @@ exchanges JSON files with it:
 
     python _aiconfigurator_worker.py search REQUEST.json RESULT.json
     python _aiconfigurator_worker.py score  REQUEST.json RESULT.json
+    python _aiconfigurator_worker.py score_disagg REQUEST.json RESULT.json
 
 `search` is aiconfigurator's own search, the programmatic form of `aiconfigurator cli default`
 (`aiconfigurator.cli.api.cli_default`): aggregated and disaggregated serving, every layout and
@@ -129,14 +130,41 @@ def score_one(item: Json) -> Json:
     return out
 
 
+def score_disagg(item: Json) -> Json:
+    """One disaggregated deployment under aiconfigurator's model (cli_estimate, mode "disagg":
+    prefill and decode workers with their layouts, per-rank batches and worker counts; its
+    tokens/s/gpu matches the prefill and decode rates over all the GPUs)."""
+    from aiconfigurator.cli.api import cli_estimate
+
+    kwargs: Json = {"backend_name": item["backend"], "mode": "disagg", "isl": item["isl"], "osl": item["osl"]}
+    for phase in ("prefill", "decode"):
+        p = item[phase]
+        kwargs.update({f"{phase}_tp_size": p["tp"], f"{phase}_pp_size": p["pp"],
+                       f"{phase}_attention_dp_size": p["dp"], f"{phase}_batch_size": p["batch"],
+                       f"{phase}_num_workers": p["workers"]})
+        for key, arg in (("moeTp", "moe_tp_size"), ("moeEp", "moe_ep_size")):
+            if p.get(key) is not None:
+                kwargs[f"{phase}_{arg}"] = p[key]
+    try:
+        est = cli_estimate(item["model"], item["system"], **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported for that row, as in score_one
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+    raw = est.raw
+    return {k: _plain(raw[k]) for k in ("ttft", "tpot", "tokens/s", "tokens/s/gpu", "num_total_gpus", "(p)parallel",
+                                        "(d)parallel", "(p)workers", "(d)workers", "(p)bs", "(d)bs")
+            if k in raw}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[1] not in ("search", "score"):
+    if len(argv) != 4 or argv[1] not in ("search", "score", "score_disagg"):
         print(__doc__, file=sys.stderr)
         return 2
     with open(argv[2], encoding="utf-8") as fh:
         req = json.load(fh)
     if argv[1] == "search":
         out = search(req)
+    elif argv[1] == "score_disagg":
+        out = {"items": [score_disagg(i) for i in req["items"]]}
     else:
         _agg_estimates_resolve_large_ep()
         out = {"items": [score_one(i) for i in req["items"]]}

@@ -139,6 +139,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("dsr1-h100x16-trt-1k1k-thr", "deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-R1",
              "H100-SXM-80GB", "h100_sxm", 2, 8, "trtllm", 1024, 1024, 5000, 80, "throughput",
              kv_cache_precision="fp8", moe=True),
+    Scenario("qwen3-235b-fp8-h200x16-vllm-4k512-thr", "Qwen/Qwen3-235B-A22B-FP8", "Qwen/Qwen3-235B-A22B-FP8",
+             "H200-SXM-141GB", "h200_sxm", 2, 8, "vllm", 4096, 512, 4000, 60, "throughput",
+             kv_cache_precision="fp8", moe=True),
     Scenario("gptoss120b-h200x1-trt-1k1k-lat", "openai/gpt-oss-120b", "openai/gpt-oss-120b",
              "H200-SXM-141GB", "h200_sxm", 1, 1, "trtllm", 1024, 1024, 1000, 10, "latency", moe=True),
     Scenario("gptoss120b-b200x4-vllm-1k1k-thr", "openai/gpt-oss-120b", "openai/gpt-oss-120b",
@@ -146,7 +149,11 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def spec_yaml(s: Scenario) -> str:
+#: Engines parc deploys disaggregated (engine.disaggregation), among the backends compared here.
+DISAGG_ENGINES = ("vllm", "sglang")
+
+
+def spec_yaml(s: Scenario, disaggregation: str = "off") -> str:
     """The parc ServingSpec of a scenario (JSON is YAML 1.2, so json.dumps writes it)."""
     model: Json = {"id": s.model, "maxContextLength": s.isl + s.osl}
     for key, value in (("architecture", s.architecture), ("precision", s.precision),
@@ -164,6 +171,8 @@ def spec_yaml(s: Scenario) -> str:
             "slo": {"objective": "throughput", "ttftMs": s.ttft_ms, "tpotMs": s.tpot_ms},
             "cluster": {"pools": [pool]},
             "engine": {"name": s.engine}}
+    if disaggregation != "off" and s.engine in DISAGG_ENGINES:
+        spec["engine"]["disaggregation"] = disaggregation
     return json.dumps(spec, indent=1) + "\n"
 
 
@@ -178,10 +187,10 @@ def parc_executable() -> list[str]:
     return [found]
 
 
-def run_parc(s: Scenario, tmp: Path) -> tuple[Json | None, float, str]:
+def run_parc(s: Scenario, tmp: Path, disaggregation: str = "off") -> tuple[Json | None, float, str]:
     """(plan.json or None, wall seconds, error text)."""
     spec = tmp / f"{s.name}.yaml"
-    spec.write_text(spec_yaml(s), encoding="utf-8")
+    spec.write_text(spec_yaml(s, disaggregation), encoding="utf-8")
     t0 = time.perf_counter()
     proc = subprocess.run([*parc_executable(), "plan", str(spec), "--format", "json"],
                           capture_output=True, text=True, check=False)
@@ -276,9 +285,56 @@ def judge(s: Scenario, lay: Json, res: Json) -> Json:
             "modes": {k: res.get(k) for k in ("gemm", "kvcache", "fmha", "moe", "version")}}
 
 
-def compare(s: Scenario, aic_python: str, tmp: Path) -> Json:
+def phase_item(s: Scenario, plan: Json, i: int) -> Json:
+    """One phase group of a disaggregated parc plan as aiconfigurator's prefill_* / decode_* values:
+    per-rank batch (a prefill worker's: the prompts its chunk budget holds; a decode worker's:
+    maxNumSeqs) and the replicas as workers."""
+    g = plan["placement"]["groups"][i]
+    st = plan["groupEngineSettings"][i]
+    dp = int(g["dpAttention"])
+    if g["phase"] == "prefill":
+        batch = max(1, int(st["maxNumBatchedTokens"]) // s.isl)
+    else:
+        batch = int(st["maxNumSeqs"])
+    out: Json = {"tp": int(g["tp"]), "pp": int(g["pp"]), "dp": dp, "batch": batch, "workers": int(g["replicas"])}
+    if s.moe:
+        width = int(g["tp"]) * dp
+        out["moeEp"], out["moeTp"] = (int(g["ep"]), width // int(g["ep"])) if int(g["ep"]) > 1 else (1, width)
+    return out
+
+
+def compare_disaggregated(s: Scenario, plan: Json, row: Json, aic_python: str, tmp: Path) -> None:
+    """parc chose a disaggregated plan: score it under aiconfigurator's disaggregated model and set
+    the regret against aiconfigurator's best of either mode (parc could choose both)."""
+    phases = [g["phase"] for g in plan["placement"]["groups"]]
+    item = {"model": s.aic_model, "system": s.system, "backend": s.engine, "isl": s.isl, "osl": s.osl,
+            "prefill": phase_item(s, plan, phases.index("prefill")),
+            "decode": phase_item(s, plan, phases.index("decode"))}
+    scored, _ = run_worker(aic_python, "score_disagg", {"items": [item]}, tmp, s.name)
+    res = (scored.get("items") or [{"error": scored.get("error", "no result")}])[0]
+    row["parcDisagg"] = {"prefill": item["prefill"], "decode": item["decode"],
+                         "predictedTokSPerGpu": plan["predicted"]["throughputTokensPerSecond"] / s.gpus}
+    if "error" in res:
+        row["atMaxNumSeqs"] = {"scored": False, "reason": res["error"]}
+        row["regret"] = None
+        return
+    misses = []
+    if res["ttft"] > s.ttft_ms:
+        misses.append(f"TTFT {res['ttft']:.0f} > {s.ttft_ms:.0f} ms")
+    if res["tpot"] > s.tpot_ms:
+        misses.append(f"TPOT {res['tpot']:.1f} > {s.tpot_ms:.1f} ms")
+    # aiconfigurator rate-matches prefill and decode over its own GPU count; per GPU of the cluster
+    tok_gpu = float(res["tokens/s/gpu"]) * float(res.get("num_total_gpus") or s.gpus) / s.gpus
+    row["atMaxNumSeqs"] = {"scored": True, "ttftMs": res["ttft"], "tpotMs": res["tpot"], "tokSPerGpu": tok_gpu,
+                           "meetsSlo": not misses, "misses": misses, "modes": {}}
+    refs = [float(x["tokens/s/gpu_cluster"]) for x in (row.get("aicBest"), row.get("aicDisaggBest"))
+            if x and x.get("tokens/s/gpu_cluster")]
+    row["regret"] = (1.0 if misses else 1.0 - tok_gpu / max(refs)) if refs else None
+
+
+def compare(s: Scenario, aic_python: str, tmp: Path, disaggregation: str = "off") -> Json:
     row: Json = {"scenario": asdict(s)}
-    plan, row["parcSeconds"], err = run_parc(s, tmp)
+    plan, row["parcSeconds"], err = run_parc(s, tmp, disaggregation)
     search, row["aicSeconds"] = run_worker(aic_python, "search", {
         "model": s.aic_model, "gpus": s.gpus, "system": s.system, "backend": s.engine,
         "isl": s.isl, "osl": s.osl, "ttft": s.ttft_ms, "tpot": s.tpot_ms}, tmp, s.name)
@@ -299,6 +355,9 @@ def compare(s: Scenario, aic_python: str, tmp: Path) -> Json:
     if plan is None:
         row["parcError"] = err
         row["regret"] = 1.0
+        return row
+    if any(g.get("phase", "both") != "both" for g in plan["placement"]["groups"]):
+        compare_disaggregated(s, plan, row, aic_python, tmp)
         return row
     lay = parc_layout(plan)
     row["parc"] = lay
@@ -344,6 +403,13 @@ def fmt_parc(lay: Json) -> str:
     return f"tp{lay['tp']}{pp}{ep}{dp} x{lay['replicas']} bs{lay['maxNumSeqs']}"
 
 
+def fmt_split(split: Json) -> str:
+    def one(p: Json) -> str:
+        ep = f"ep{p['moeEp']}" if p.get("moeEp", 1) > 1 else ""
+        return f"tp{p['tp']}{'dpa' + str(p['dp']) if p['dp'] > 1 else ''}{ep}x{p['workers']}"
+    return f"P {one(split['prefill'])} D {one(split['decode'])}"
+
+
 def fmt_aic(best: Json | None, gpus: int) -> str:
     if not best:
         return "none"
@@ -374,12 +440,14 @@ def report(rows: list[Json]) -> str:
         s = r["scenario"]
         gpus = s["nodes"] * s["gpus_per_node"]
         lay = r.get("parc")
+        split = r.get("parcDisagg")
         best = r.get("aicBest")
         dis = r.get("aicDisaggBest")
         regret = r.get("regret")
         out.append(
             f"{s['name']:38} {s['ttft_ms']:>4.0f}/{s['tpot_ms']:<4.0f} "
-            f"{(fmt_parc(lay) if lay else 'infeasible'):24} {r.get('parcTokSPerGpu', 0):>6.0f} "
+            f"{(fmt_parc(lay) if lay else fmt_split(split) if split else 'infeasible'):24} "
+            f"{r.get('parcTokSPerGpu', (split or {}).get('predictedTokSPerGpu', 0)):>6.0f} "
             f"{fmt_point(r.get('atMaxNumSeqs')):>33} {fmt_point(r.get('atPlannedLoad')):>22} "
             f"{fmt_aic(best, gpus):26} {(best or {}).get('tokens/s/gpu_cluster', 0) or 0:>6.0f} "
             f"{(dis or {}).get('tokens/s/gpu_cluster', 0) or 0:>6.0f} "
@@ -412,6 +480,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, help="write the rows to this file")
     ap.add_argument("--only", nargs="*", default=None, help="scenario names (substring match)")
+    ap.add_argument("--disaggregation", choices=("off", "auto"), default="off",
+                    help="auto: parc may choose a disaggregated plan (engines that deploy one); a disaggregated "
+                         "choice is scored with aiconfigurator's disaggregated model against its best of either mode")
     ap.add_argument("--aic-python", default=str(REPO / ".venv-aic" / "bin" / "python"),
                     help="python of the venv with aiconfigurator (default .venv-aic/bin/python)")
     args = ap.parse_args()
@@ -424,7 +495,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="parc-aic-") as tmpdir:
         for s in chosen:
             print(f"... {s.name}", file=sys.stderr, flush=True)
-            rows.append(compare(s, args.aic_python, Path(tmpdir)))
+            rows.append(compare(s, args.aic_python, Path(tmpdir), args.disaggregation))
     print(report(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -131,6 +131,28 @@ def _stub_cuda_queries() -> None:
 
 _stub_cuda_queries()
 
+
+# vLLM's CPU build runs without Triton: vllm/triton_utils/importing.py's TritonPlaceholder makes
+# `triton.Config(...)` a no-op decorator factory. Kernel modules that filter their autotune
+# configs at import on a Hopper platform (mamba ops/ssd_chunk_scan.py _drop_racy_wgmma_configs,
+# reached when VllmConfig imports the NIXL connector for --kv-transfer-config) read each
+# Config's num_stages / num_warps / kwargs. Give the placeholder a Config that keeps its
+# arguments; nothing here compiles a kernel.
+class _TritonConfig:
+    def __init__(self, kwargs=None, num_warps=4, num_stages=2, **rest):
+        self.kwargs, self.num_warps, self.num_stages = dict(kwargs or {}), num_warps, num_stages
+        self.__dict__.update(rest)
+
+
+def _stub_triton_config() -> None:
+    from vllm.triton_utils import HAS_TRITON, triton
+
+    if not HAS_TRITON:
+        triton.Config = _TritonConfig
+
+
+_stub_triton_config()
+
 import vllm.config.vllm  # noqa: E402
 from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: E402
 
@@ -278,7 +300,7 @@ def main() -> int:
     """stdin: JSON list of {"argv", "config_dir", "capability", "gpus_per_node", "device_name",
     "total_memory", "block"}; stdout: one JSON line per case {"ok", "error", "config"} where
     "config" holds what vLLM resolved (tp, pp, dp, dp local, ep, max_num_seqs,
-    max_num_batched_tokens, quantization, kv dtype, async scheduling)."""
+    max_num_batched_tokens, quantization, kv dtype, async scheduling, KV connector)."""
     import json
 
     cases = json.load(sys.stdin)
@@ -297,6 +319,7 @@ def main() -> int:
                 "maxNumSeqs": sc.max_num_seqs, "maxNumBatchedTokens": sc.max_num_batched_tokens,
                 "quantization": cfg.model_config.quantization, "kvCacheDtype": str(cfg.cache_config.cache_dtype),
                 "asyncScheduling": bool(sc.async_scheduling),
+                "kvConnector": cfg.kv_transfer_config.kv_connector if cfg.kv_transfer_config else None,
             }
         except BaseException as exc:  # vLLM's verdict: any exception is a rejection
             out = {"ok": False, "error": " ".join(f"{type(exc).__name__}: {exc}".split())[:2000], "config": {}}

@@ -63,8 +63,11 @@ parc.dev/serving: "true"
 metadata:
   labels:
     {{- include "parc.labels" (list $v $g.name $role) | nindent 4 }}
-    {{- if $serving }}
+    {{- $phase := $g.phase | default "both" }}
+    {{- if and $serving (eq $phase "both") }}
     parc.dev/serving: "true"
+    {{- else if $serving }}
+    parc.dev/phase: {{ $phase | toJson }}
     {{- end }}
   {{- $annotations := merge (deepCopy ($g.annotations | default dict)) (deepCopy ($v.podAnnotations | default dict)) }}
   {{- with $annotations }}

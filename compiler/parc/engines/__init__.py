@@ -1,6 +1,6 @@
 """Serving engines behind one small interface.
 
-Each engine is one module here (``vllm``, ``trtllm``, ``tgi``) exporting ``ENGINE``, an object
+Each engine is one module here (``vllm``, ``trtllm``, ``tgi``, ``sglang``) exporting ``ENGINE``, an object
 with the :class:`Engine` protocol, plus a data file ``data/<engine>.toml`` with what the
 engine's releases can run (layouts, checkpoint formats per GPU architecture, shape rules),
 each fact with its source, and a flag table ``flags/<engine>.toml`` per release.
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DATA = Path(__file__).resolve().parent
 
 #: Every engine parc emits for, in the order ``engine: auto`` breaks ties.
-ENGINES = ("vllm", "trtllm", "tgi")
+ENGINES = ("vllm", "trtllm", "tgi", "sglang")
 
 #: Placeholders an argv may hold for values only known on the running cluster, in the
 #: Kubernetes ``$(VAR)`` form (the kubelet expands them in container args; parc's shell
@@ -38,7 +38,21 @@ CONFIG_DIR = "PARC_CONFIG_DIR"  # directory of parc's generated engine config fi
 NODE_RANK = "PARC_NODE_RANK"  # index of this node within the replica (0 = head)
 DP_START_RANK = "PARC_DP_START_RANK"  # first data-parallel rank of this node (NODE_RANK x local ranks)
 PORT = "PARC_PORT"  # the port the server listens on: deploy.port (+ the slot of a replica sharing a SLURM node)
-PLACEHOLDERS = (HEAD_ADDR, CONFIG_DIR, NODE_RANK, DP_START_RANK, PORT)
+KV_PORT = "PARC_KV_PORT"  # the instance's KV-transfer side channel (SGLang bootstrap, vLLM NIXL): PARC_PORT + 1000
+NODE_ADDR = "PARC_NODE_ADDR"  # the address of the node the process runs on (what peers connect back to)
+PLACEHOLDERS = (HEAD_ADDR, CONFIG_DIR, NODE_RANK, DP_START_RANK, PORT, KV_PORT, NODE_ADDR)
+#: PARC_KV_PORT is PARC_PORT plus this, in every target.
+KV_PORT_OFFSET = 1000
+
+
+def router_url(phase: str, i: int) -> str:
+    """The placeholder of the i-th prefill or decode instance's URL in a router's argv."""
+    return f"PARC_{phase.upper()}_URL_{i}"
+
+
+def router_kv_port(i: int) -> str:
+    """The placeholder of the i-th prefill instance's KV side-channel port in a router's argv."""
+    return f"PARC_PREFILL_KV_PORT_{i}"
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,8 @@ class Capabilities:
     ``native`` (tensor cores of that precision) or ``weight-only`` (weights dequantized to
     16 bit in the kernel, e.g. Marlin). ``multi_node`` lists the documented forms of a
     replica that spans nodes: ``ray`` (one engine over a Ray cluster), ``mpi`` (one MPI rank
-    per GPU), ``dp`` (one engine process per node, data-parallel ranks, headless workers).
+    per GPU), ``dp`` (one engine process per node, data-parallel ranks, headless workers),
+    ``nnodes`` (one engine process per node of one distributed world: SGLang --nnodes).
     """
 
     name: str
@@ -77,6 +92,11 @@ class Capabilities:
     owned: dict[str, str]  # flags parc sets itself -> the spec field that decides them
     kv_admission: str = "current"  # full-request: reserves prompt + output at admission; current: as they grow
     kv_admission_source: str = ""
+    # disaggregated prefill/decode: the KV transfer backend parc configures ("" = parc emits no
+    # disaggregated form for this engine), with its source
+    kv_transfer: str = ""
+    kv_transfer_source: str = ""
+    router: dict[str, str] | None = None  # [router] of the data file: package, image, source
 
     def support(self, fmt: str, architecture: str) -> str | None:
         """``native``, ``weight-only`` or None: how this engine runs ``fmt`` on ``architecture``."""
@@ -114,7 +134,9 @@ def capabilities() -> dict[str, Capabilities]:
             dp_attention=e["dp_attention"], dp_with_pp=e["dp_with_pp"], multi_node=tuple(e["multi_node"]),
             online_fp8=e["online_fp8"], formats=formats, rules=rules, source=e["source"],
             owned=dict(raw.get("owned", {})), kv_admission=e["kv_admission"],
-            kv_admission_source=e["kv_admission_source"])
+            kv_admission_source=e["kv_admission_source"], kv_transfer=e.get("kv_transfer", ""),
+            kv_transfer_source=e.get("kv_transfer_source", ""),
+            router=dict(raw["router"]) if "router" in raw else None)
     return out
 
 
@@ -148,6 +170,11 @@ class Job:
     kv_cache_fraction: float  # share of the memory free after weights and activations that the KV cache takes
     cuda_graph_max_batch: int
     weight_only: bool  # the GPU runs the checkpoint's format weight-only (dequantized kernels)
+    phase: str = "both"  # both (aggregated) | prefill | decode (an instance of a disaggregated plan)
+    kv_transfer: str = ""  # the KV-cache transfer backend between prefill and decode instances
+    # (weights + KV cache) / physical memory of a GPU: the static pool SGLang's --mem-fraction-static
+    # sizes (activations, CUDA graphs and NCCL buffers live outside it)
+    static_memory_fraction: float = 0.0
 
     @property
     def gpus(self) -> int:
@@ -171,6 +198,57 @@ class ConfigFile:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """Kubernetes pod discovery for a router: the pods of each phase by label, in a namespace,
+    serving on ``port``."""
+
+    namespace: str
+    prefill: tuple[tuple[str, str], ...]  # label selector of the prefill pods
+    decode: tuple[tuple[str, str], ...]
+    port: int
+
+
+@dataclass(frozen=True)
+class RouterJob:
+    """The prefill/decode router of a disaggregated plan: where it listens and how it finds the
+    instances, either listed (``prefill``/``decode`` replica counts, their URLs the
+    :func:`router_url` placeholders) or discovered (Kubernetes)."""
+
+    version: str | None
+    port: int
+    prefill: int
+    decode: int
+    discovery: Discovery | None = None
+
+
+def router_instances(job: RouterJob, kv_ports: bool) -> list[str]:
+    """How a router (vllm-router, sglang-router: the same command line) finds the instances:
+    ``--prefill URL [KV_PORT]`` and ``--decode URL`` per listed instance (the :func:`router_url`
+    placeholders; the prefill's KV side-channel port where the router passes it on), or
+    Kubernetes pod discovery by label in a namespace."""
+    d = job.discovery
+    if d is None:
+        out: list[str] = []
+        for i in range(job.prefill):
+            out += ["--prefill", f"$({router_url('prefill', i)})"] + ([f"$({router_kv_port(i)})"] if kv_ports else [])
+        for i in range(job.decode):
+            out += ["--decode", f"$({router_url('decode', i)})"]
+        return out
+    return ["--service-discovery", "--prefill-selector", *(f"{k}={v}" for k, v in d.prefill),
+            "--decode-selector", *(f"{k}={v}" for k, v in d.decode),
+            "--service-discovery-namespace", d.namespace, "--service-discovery-port", str(d.port)]
+
+
+def release_image(engine: str, version: str | None, vendor: str) -> str:
+    """The official image of an engine release for GPUs of ``vendor`` (flags/<engine>.toml: its
+    image, or ``images.amd`` for AMD; "" when the release has none)."""
+    from parc.engines import flags
+
+    rel = flags.release(engine, version)
+    return rel.images.get("amd", "") if vendor == "amd" else rel.image
+
+
 class Engine(Protocol):
     """What every engine module provides."""
 
@@ -191,6 +269,9 @@ class Engine(Protocol):
 
     def notes(self, job: Job) -> tuple[str, ...]:
         """Sentences for the plan about engine-specific choices (recipe differences, backends)."""
+
+    def router(self, job: RouterJob) -> Process:
+        """The prefill/decode router of a disaggregated plan (engines with ``kv_transfer``)."""
 
 
 @functools.lru_cache(maxsize=None)

@@ -120,7 +120,8 @@ def check(cap: Capabilities, arch: ModelArch, ckpt: Checkpoint, shape: Shape, po
 
 def multi_node_form(cap: Capabilities, shape: Shape, pool: ResolvedPool) -> tuple[str | None, Violation | None]:
     """How a replica of ``shape`` spanning nodes of ``pool`` starts (``ray``, ``mpi``, ``dp``;
-    None on one node), or the rule it breaks."""
+    None on one node), or the rule it breaks. An engine whose form is ``nnodes`` (one process
+    per node of one distributed world) starts like ``dp``."""
     gpus = shape.gpus
     if gpus <= pool.gpus_per_node:
         return None, None
@@ -129,6 +130,15 @@ def multi_node_form(cap: Capabilities, shape: Shape, pool: ResolvedPool) -> tupl
     stage = shape.tp * shape.dpa
     if "mpi" in cap.multi_node:
         return "mpi", None
+    if "nnodes" in cap.multi_node:
+        # one engine process per node over the whole tp x dpAttention x pp world (SGLang
+        # --nnodes/--node-rank/--dist-init-addr), started like data-parallel ranks (kind dp):
+        # a pipeline stage fills whole nodes or a node holds whole stages
+        if stage % pool.gpus_per_node == 0 or pool.gpus_per_node % stage == 0:
+            return "dp", None
+        return None, Violation("engine", f"{cap.display} places tp x dpAttention = {stage} GPUs per pipeline stage on "
+                                         f"nodes of {pool.gpus_per_node}: a stage must fill whole nodes or a node "
+                                         "whole stages", "multi-node-form", src)
     if stage > pool.gpus_per_node:
         # data-parallel ranks across nodes: each node runs whole DP ranks of one stage
         if "dp" in cap.multi_node and shape.pp == 1 and pool.gpus_per_node % shape.tp == 0 \

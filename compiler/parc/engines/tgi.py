@@ -3,7 +3,7 @@ Long option names only: ``-p`` is claimed by both --port and --prometheus-port."
 
 from __future__ import annotations
 
-from parc.engines import PORT, ConfigFile, Job, Process, env_pairs, num
+from parc.engines import PORT, ConfigFile, Job, Process, env_pairs, num, release_image
 
 DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 QUANTIZE = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
@@ -36,10 +36,7 @@ class Tgi:
         return ()
 
     def image(self, version: str | None, vendor: str) -> str:
-        from parc.engines import flags
-
-        rel = flags.release(self.name, version)
-        return rel.images.get("amd", "") if vendor == "amd" else rel.image
+        return release_image(self.name, version, vendor)
 
     def notes(self, job: Job) -> tuple[str, ...]:
         return ()

@@ -15,7 +15,10 @@ its own scheduler).
 
 from __future__ import annotations
 
-from parc.engines import DP_START_RANK, HEAD_ADDR, PORT, ConfigFile, Job, Process, env_pairs, num
+import json
+
+from parc.engines import (DP_START_RANK, HEAD_ADDR, KV_PORT, NODE_ADDR, PORT, ConfigFile, Job, Process, RouterJob,
+                          env_pairs, num, release_image, router_instances)
 
 RAY_PORT = 6379
 DP_RPC_PORT = 13345
@@ -53,6 +56,12 @@ class Vllm:
             argv += ["--dtype", DTYPE[ck.format]]
         elif ck.quant_method == "online-fp8":  # a 16-bit checkpoint served with FP8 weights quantized at load
             argv += ["--dtype", "bfloat16", "--quantization", "fp8"]
+        if job.phase != "both":
+            # a prefill or decode instance of a disaggregated plan: the NIXL connector moves the KV
+            # cache; kv_both lets the proxy / router pick either role per request (vLLM docs
+            # features/nixl_connector_usage.md)
+            argv += ["--kv-transfer-config", json.dumps({"kv_connector": job.kv_transfer, "kv_role": "kv_both"},
+                                                         separators=(",", ":"))]
         return argv
 
     def processes(self, job: Job) -> tuple[Process, ...]:
@@ -76,12 +85,7 @@ class Vllm:
         return ()
 
     def image(self, version: str | None, vendor: str) -> str:
-        from parc.engines import flags
-
-        rel = flags.release(self.name, version)
-        if vendor == "amd":
-            return rel.images.get("amd", "")
-        return rel.image
+        return release_image(self.name, version, vendor)
 
     def notes(self, job: Job) -> tuple[str, ...]:
         out = []
@@ -94,10 +98,25 @@ class Vllm:
         return tuple(out)
 
 
+    def router(self, job: RouterJob) -> Process:
+        """vllm-router in prefill/decode mode (vLLM docs: the recommended proxy for disaggregated
+        serving; flags of vllm-router 0.1.17): each request goes to a prefill instance, then to
+        a decode instance that pulls the KV cache over NIXL."""
+        argv = ["vllm-router", "--vllm-pd-disaggregation", "--kv-connector", "nixl", "--host", "0.0.0.0",
+                "--port", str(job.port)]
+        argv += router_instances(job, kv_ports=False)
+        return Process("router", tuple(argv), ())
+
+
 def _env(job: Job) -> dict[str, str]:
     out = dict(job.fabric_env)
     if job.vendor == "amd":
         out.update(ROCM_ENV)
+    if job.phase != "both":
+        # NIXL's side channel (the decode instance asks the prefill instance for its KV blocks
+        # there): a routable address of this node, and a port no other instance on it uses
+        # (vLLM adds each data-parallel rank's index to it)
+        out.update({"VLLM_NIXL_SIDE_CHANNEL_HOST": f"$({NODE_ADDR})", "VLLM_NIXL_SIDE_CHANNEL_PORT": f"$({KV_PORT})"})
     return out
 
 

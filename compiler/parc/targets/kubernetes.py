@@ -28,6 +28,7 @@ from parc.targets.launch import build as launch_files
 from parc.targets.launch import header, script_name
 
 CONFIG_MOUNT = "/etc/parc"
+PHASE_LABEL = "parc.dev/phase"
 CACHE_MOUNT = "/var/cache/parc/huggingface"
 SHM_SIZE = "16Gi"  # NCCL and the engines' shared-memory transports (vLLM docs recommend a large /dev/shm)
 GRACE_SECONDS = 60
@@ -72,8 +73,20 @@ def _k8s_args(argv: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
-def _env(plan_env: dict[str, str], extra: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": k, "value": v} for k, v in sorted({**plan_env, **extra}.items())]
+#: Variables the kubelet fills from the pod itself (the Downward API).
+FIELD_ENV = {engines.NODE_ADDR: "status.podIP"}
+
+
+def _env(plan_env: dict[str, str], extra: dict[str, str]) -> list[dict[str, Any]]:
+    """The container's environment, sorted by name; a placeholder of the pod's own address
+    comes from the Downward API. The kubelet expands ``$(VAR)`` in values from variables
+    defined before them, and every parc placeholder sorts before the engines' variables."""
+    merged = {**plan_env, **extra}
+    out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in merged.items()]
+    text = " ".join(merged.values())
+    out += [{"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+            for var, path in FIELD_ENV.items() if f"$({var})" in text]
+    return sorted(out, key=lambda e: e["name"])
 
 
 def _startup_seconds(weights_gib_per_gpu: float) -> int:
@@ -88,7 +101,14 @@ def group_values(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
     if g.launcher == "mpi":
         raise InfeasibleError(f"target kubernetes: a {g.engine} replica across {g.nodes_per_replica} nodes needs an "
                               "MPI launcher parc does not generate for Kubernetes; use engine vllm, or the slurm target")
-    extra: dict[str, str] = {"HF_HOME": CACHE_MOUNT, engines.PORT: str(inputs.res.spec.deploy.port)}
+    port = inputs.res.spec.deploy.port
+    extra: dict[str, str] = {"HF_HOME": CACHE_MOUNT, engines.PORT: str(port)}
+    annotations = {"k8s.v1.cni.cncf.io/networks": g.pool.networks} if multi and g.pool.networks else {}
+    if g.phase != "both":
+        extra[engines.KV_PORT] = str(port + engines.KV_PORT_OFFSET)
+        bootstrap = (engines.capabilities()[g.engine].router or {}).get("bootstrap_annotation")
+        if bootstrap and g.phase == "prefill":  # the router reads the KV side-channel port from it
+            annotations[bootstrap] = str(port + engines.KV_PORT_OFFSET)
     if any(f"$({engines.CONFIG_DIR})" in a for p in g.processes for a in p.argv):
         extra[engines.CONFIG_DIR] = CONFIG_MOUNT
     caps = ["IPC_LOCK"] if multi and g.pool.inter_node in ("infiniband", "roce") else []
@@ -126,7 +146,8 @@ def group_values(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
         "capabilities": caps,
         "extraResources": ({g.pool.rdma_resource: str(g.pool.rdma_per_pod)}
                            if multi and g.pool.rdma_resource else {}),
-        "annotations": ({"k8s.v1.cni.cncf.io/networks": g.pool.networks} if multi and g.pool.networks else {}),
+        "annotations": dict(sorted(annotations.items())),
+        "phase": g.phase,
         "weight": 0,
         "leader": leader,
         "worker": worker,
@@ -173,7 +194,34 @@ def values(inputs: Inputs) -> dict[str, Any]:
         "routing": {"mode": inputs.plan.routing.mode,
                     "gateway": (k.gateway.model_dump(by_alias=True, exclude_none=True) if k.gateway else None)},
         "groups": [{**group_values(inputs, g), "weight": inputs.plan.routing.weights[g.index]} for g in mine],
+        "router": router_values(inputs),
     }
+
+
+#: Requests of the router pod (it proxies HTTP; no GPU).
+ROUTER_CPU, ROUTER_MEMORY = "2", "4Gi"
+
+
+def router_values(inputs: Inputs) -> dict[str, Any] | None:
+    """The prefill/decode router of a disaggregated plan: a Deployment that finds the instances
+    by their pods' labels (the router watches pods, so it gets a ServiceAccount and a Role)."""
+    from parc import plan as plan_stage
+
+    res, plan = inputs.res, inputs.plan
+    if plan.router is None:
+        return None
+    spec = res.spec
+    name = spec.metadata.name
+    disc = engines.Discovery(
+        spec.deploy.kubernetes.namespace,
+        prefill=(("app.kubernetes.io/name", name), (PHASE_LABEL, "prefill")),
+        decode=(("app.kubernetes.io/name", name), (PHASE_LABEL, "decode")), port=spec.deploy.port)
+    proc = plan_stage.router(res, plan.groups, disc)
+    assert proc is not None
+    data = engines.capabilities()[plan.engine].router or {}
+    return {"name": f"{name}-router", "image": spec.engine.router_image or data.get("image", ""),
+            "command": _k8s_args(proc.argv), "env": _env(dict(proc.env), {}),
+            "healthPath": data.get("health_path", "/health"), "cpu": ROUTER_CPU, "memory": ROUTER_MEMORY}
 
 
 # ----------------------------------------------------------------------------- objects
@@ -192,8 +240,10 @@ def _pod(v: dict[str, Any], g: dict[str, Any], role: str, proc: dict[str, Any]) 
     """A pod template for one process (server, LWS leader, or LWS worker)."""
     serving = role in ("server", "leader")
     labels = _labels(v, g["name"], role)
-    if serving:
+    if serving and g.get("phase", "both") == "both":
         labels["parc.dev/serving"] = "true"
+    elif serving:  # an instance of a disaggregated plan: the router finds it by its phase
+        labels[PHASE_LABEL] = g["phase"]
     env = list(proc["env"])
     if v["hfTokenSecret"]:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": v["hfTokenSecret"], "key": "HF_TOKEN",
@@ -291,6 +341,50 @@ def _workload(v: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _router(v: dict[str, Any], r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The router's ServiceAccount, Role (read pods), RoleBinding and Deployment."""
+    labels = _labels(v, r["name"], "router")
+    meta = _meta(v, r["name"], labels)
+    probe = {"httpGet": {"path": r["healthPath"], "port": "http"}}
+    container: dict[str, Any] = {
+        "name": "router",
+        "image": r["image"],
+        "imagePullPolicy": v["imagePullPolicy"],
+        "command": r["command"],
+        **({"env": r["env"]} if r["env"] else {}),
+        "ports": [{"name": "http", "containerPort": v["port"], "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": r["cpu"], "memory": r["memory"]}, "limits": {"memory": r["memory"]}},
+        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 30, "timeoutSeconds": 5, "failureThreshold": 3},
+        "securityContext": {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    spec: dict[str, Any] = {"serviceAccountName": r["name"], "automountServiceAccountToken": True,
+                            "terminationGracePeriodSeconds": v["terminationGracePeriodSeconds"]}
+    if v["nodeSelector"]:
+        spec["nodeSelector"] = dict(v["nodeSelector"])
+    if v["tolerations"]:
+        spec["tolerations"] = v["tolerations"]
+    if v["imagePullSecrets"]:
+        spec["imagePullSecrets"] = v["imagePullSecrets"]
+    spec["containers"] = [container]
+    pod_labels = {**labels, "parc.dev/serving": "true"}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": True},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": r["name"]},
+         "subjects": [{"kind": "ServiceAccount", "name": r["name"], "namespace": v["namespace"]}]},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+         "spec": {"replicas": 1,
+                  "selector": {"matchLabels": {"app.kubernetes.io/name": v["name"],
+                                               "app.kubernetes.io/instance": r["name"],
+                                               "app.kubernetes.io/component": "router"}},
+                  "template": {"metadata": {"labels": pod_labels}, "spec": spec}}},
+    ]
+
+
 def objects(v: dict[str, Any]) -> list[dict[str, Any]]:
     """Every Kubernetes object for values ``v``, in a stable order."""
     common = _labels(v, v["name"], "server")
@@ -311,6 +405,8 @@ def objects(v: dict[str, Any]) -> list[dict[str, Any]]:
                         "spec": {"type": v["service"]["type"],
                                  "selector": {**serving, "app.kubernetes.io/instance": g["name"]}, "ports": ports}})
     out += [_workload(v, g) for g in v["groups"]]
+    if v.get("router"):
+        out += _router(v, v["router"])
     if weighted:
         gw = v["routing"]["gateway"]
         out.append({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from parc import engines
+from parc.errors import UsageError
 from parc.plan import PlanGroup
 from parc.render import render
 from parc.targets import CPU_PER_GPU, Artifact, Inputs
-from parc.targets.launch import RAY_PORT, header
+from parc.targets.launch import RAY_PORT, _late, header
 from parc.yamlout import dump
 
 
@@ -53,8 +55,17 @@ def directives(inputs: Inputs, g: PlanGroup) -> list[str]:
     else:
         shape = ["--ntasks-per-node=1", f"--gres=gpu:{g.gpus_per_node}"]
     whole = nodes > 1 or k * g.gpus_per_node >= g.pool.gpus_per_node
-    out = [f"--job-name={g.stem}", f"--nodes={nodes}", *shape, *(["--exclusive"] if whole else []),
-           f"--time={s.time_limit}"]
+    out = [f"--job-name={g.stem}", f"--nodes={nodes}", *shape, *(["--exclusive"] if whole else [])]
+    out += _job_directives(s, tasks)
+    if tasks > 1:
+        out.append(f"--array=0-{tasks - 1}")
+    return out
+
+
+def _job_directives(s: Any, tasks: int = 1) -> list[str]:
+    """The directives every job takes from deploy.slurm: time limit, drain signal, requeue,
+    partition, account, and the output files (per array task when there are several)."""
+    out = [f"--time={s.time_limit}"]
     if s.drain_seconds:
         out.append(f"--signal=B:TERM@{s.drain_seconds}")
     out.append("--requeue" if s.requeue else "--no-requeue")
@@ -63,10 +74,7 @@ def directives(inputs: Inputs, g: PlanGroup) -> list[str]:
     if s.account:
         out.append(f"--account={s.account}")
     pattern = "%x-%A_%a" if tasks > 1 else "%x-%j"
-    out += [f"--output={pattern}.out", f"--error={pattern}.err"]
-    if tasks > 1:
-        out.append(f"--array=0-{tasks - 1}")
-    return out
+    return out + [f"--output={pattern}.out", f"--error={pattern}.err"]
 
 
 def job(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
@@ -78,6 +86,7 @@ def job(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
     container = [f"--container-image={image}", "--container-mounts=$(PARC_HOME)/.cache/huggingface:/root/.cache/huggingface"] \
         if image else []
     worker = [p for p in g.processes if p.role == "worker"]
+    env, late = _late(main.env)
     return {
         "directives": directives(inputs, g),
         "name": g.stem,
@@ -86,7 +95,8 @@ def job(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
         "replicas": per_job(g),
         "step_gpus": g.shape.gpus,
         "step_cpus": CPU_PER_GPU * g.shape.gpus,
-        "env": list(main.env),
+        "env": env,
+        "late_env": late,
         "argv": list(main.argv),
         "worker_argv": list(worker[0].argv) if worker else [],
         "nodes": g.nodes_per_replica,
@@ -99,7 +109,75 @@ def job(inputs: Inputs, g: PlanGroup) -> dict[str, Any]:
     }
 
 
+#: Where a disaggregated plan's instances listen on their node (deploy.port is the router's):
+#: prefill from deploy.port + 100, decode from deploy.port + 200, one port per instance sharing a node.
+PHASE_PORT = {"prefill": 100, "decode": 200}
+
+
+def layout(gpus_per_node: int, groups: list[PlanGroup]) -> tuple[int, dict[int, list[tuple[int, int]]]]:
+    """Nodes of one job holding every replica of ``groups`` and, per group, each replica's
+    (first node index, slot among the group's replicas on that node): replicas spanning nodes
+    take whole nodes; the others are packed first-fit by size (largest first)."""
+    place: dict[int, list[tuple[int, int]]] = {g.index: [] for g in groups}
+    node = 0
+    for g in groups:
+        if g.nodes_per_replica > 1:
+            for _ in range(g.replicas):
+                place[g.index].append((node, 0))
+                node += g.nodes_per_replica
+    free: list[int] = []  # GPUs left on each node of the packed part
+    slots: dict[tuple[int, int], int] = {}
+    for g in sorted((g for g in groups if g.nodes_per_replica == 1), key=lambda g: (-g.shape.gpus, g.index)):
+        for _ in range(g.replicas):
+            i = next((k for k, f in enumerate(free) if f >= g.shape.gpus), None)
+            if i is None:
+                free.append(gpus_per_node)
+                i = len(free) - 1
+            free[i] -= g.shape.gpus
+            slot = slots.get((i, g.index), 0)
+            slots[(i, g.index)] = slot + 1
+            place[g.index].append((node + i, slot))
+    return node + len(free), place
+
+
+def disaggregated(inputs: Inputs) -> Artifact:
+    """One job for a disaggregated plan: every prefill and decode instance on its nodes, then,
+    once all answer /health, the prefill/decode router on the first node at deploy.port."""
+    res = inputs.res
+    plan = inputs.plan
+    groups = list(plan.groups)
+    pool = groups[0].pool
+    if any(g.pool.name != pool.name for g in groups):
+        raise UsageError("target slurm: one job runs a disaggregated plan's prefill and decode groups, so they must "
+                         "be on one pool; the plan puts them on " + " and ".join(sorted({g.pool.name for g in groups})))
+    s = res.spec.deploy.slurm
+    nodes, place = layout(pool.gpus_per_node, groups)
+    out = [f"--job-name={res.spec.metadata.name}", f"--nodes={nodes}", "--ntasks-per-node=1",
+           f"--gres=gpu:{pool.gpus_per_node}", "--exclusive", *_job_directives(s)]
+    port = res.spec.deploy.port
+    phases = []
+    for g in groups:
+        j = job(inputs, g)
+        base = port + PHASE_PORT[g.phase]
+        j.update(phase=g.phase, replica_nodes=[n for n, _ in place[g.index]],
+                 replica_ports=[base + slot for _, slot in place[g.index]])
+        phases.append(j)
+    router = plan.router
+    assert router is not None
+    files: dict[str, str] = {}
+    for j in phases:
+        files.update(dict(j["files"]))
+    cap = engines.capabilities()[plan.engine]
+    body = render("slurm/disaggregated.sbatch.j2", h=header(inputs), directives=out, groups=phases,
+                  name=res.spec.metadata.name, port=port, kv_offset=engines.KV_PORT_OFFSET,
+                  container=phases[0]["container"], files=sorted(files.items()), router=list(router.argv),
+                  router_env=list(router.env), router_health=(cap.router or {}).get("health_path", "/health"))
+    return Artifact(f"slurm/{res.spec.metadata.name}.sbatch", body, 0o755)
+
+
 def build(inputs: Inputs) -> list[Artifact]:
+    if inputs.plan.router is not None:
+        return [disaggregated(inputs)]
     return [
         Artifact(f"slurm/{g.stem}.sbatch", render("slurm/job.sbatch.j2", h=header(inputs), j=job(inputs, g)), 0o755)
         for g in inputs.groups_for("slurm")
