@@ -35,8 +35,8 @@ from parc.solver import Candidate, Group, Solution, _allowed, _Evaluator, rank
 
 #: Prefill and decode shapes kept per criterion (the pairs are costed exhaustively).
 KEEP = 4
-#: Bisection rounds for the arrival rate (2^-40 of the prefill capacity).
-ROUNDS = 40
+#: Bisection rounds for the arrival rate (2^-30 of the prefill capacity).
+ROUNDS = 30
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class _Decode:
     cand: Candidate
     prep: cm.Prepared
     capacity: int  # sequences of mean length a replica's KV cache holds
+    slo_load: int = 0  # the largest load within the TPOT target (0: none meets it)
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,11 @@ def _decode_options(ev: _Evaluator, cs: list[Candidate]) -> list[_Decode]:
     opts = []
     for c in cs:
         ch = c.chunks[0]  # the smallest activation budget leaves the most KV cache
-        opts.append(_Decode(c, ev.prepare(c, ch.tokens), ch.max_load))
+        d = _Decode(c, ev.prepare(c, ch.tokens), ch.max_load)
+        opts.append(_Decode(d.cand, d.prep, d.capacity, _max_decode_load(ev, d)))
 
     def per_gpu(d: _Decode) -> float:
-        load = _max_decode_load(ev, d)
+        load = d.slo_load
         return load / cm.decode_only(d.prep, load)[0] / d.cand.shape.gpus if load else 0.0
 
     by_thr = sorted(opts, key=lambda d: (-per_gpu(d), d.cand.shape.gpus, d.cand.shape))
@@ -104,10 +106,10 @@ def _decode_options(ev: _Evaluator, cs: list[Candidate]) -> list[_Decode]:
 def _per_size(ranked: list) -> list:  # type: ignore[type-arg]
     """The best-ranked option of every replica size (GPUs), so that a group small enough to
     leave room for the other phase is always among the options."""
-    seen: set[tuple[str, int]] = set()
+    seen: set[int] = set()
     out = []
     for x in ranked:
-        k = (x.cand.pool.name, x.cand.shape.gpus)
+        k = x.cand.shape.gpus
         if k not in seen:
             seen.add(k)
             out.append(x)
@@ -211,7 +213,7 @@ def _solution(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: f
     td = cm.Timing(o.ttft_s, o.tpot_s, o.tpot_s, p.service.alone_s, per_replica, o.comm, o.bubble,
                    d.cand.chunks[0].tokens)
     groups = (Group(p.cand, rp, round(max(1.0, in_prefill), 2), tp, 0, "prefill"),
-              Group(d.cand, rd, load, td, _max_decode_load(ev, d) if slo else 0, "decode"))
+              Group(d.cand, rd, load, td, d.slo_load if slo else 0, "decode"))
     misses = []
     if ev.ttft is not None and o.ttft_s > ev.ttft:
         misses.append(f"TTFT {o.ttft_s * 1e3:.0f} ms > target {ev.ttft * 1e3:.0f} ms")
@@ -268,7 +270,14 @@ def search(ev: _Evaluator, cands: list[Candidate]) -> list[Solution]:
     arch, kv, inp = res.model, res.kv_precision, spec.workload.input_tokens
     out: list[Solution] = []
     for engine in engines_supporting():
-        cs = [c for c in cands if c.engine == engine]
+        # pools of the same hardware cost the same: one representative candidate per shape and
+        # hardware (solver._Evaluator._phys), so a fleet of many pools of a few GPU types is
+        # searched once per type
+        reps: dict[int, Candidate] = {}
+        for c in cands:
+            if c.engine == engine:
+                reps.setdefault(ev._phys(c), c)
+        cs = list(reps.values())
         if not cs:
             continue
         pre, dec = _prefill_options(ev, cs), _decode_options(ev, cs)

@@ -2,7 +2,8 @@
 """Solver speed: `parc plan` end to end (fresh interpreter each run) on generated specs.
 
 Targets: a single-pool spec under 0.3 s including interpreter start-up; 64 pools, and 8 pools
-x 4,096 GPUs, under 2 s end to end for every objective. Also prints how solve time grows with
+x 4,096 GPUs, under 2 s end to end for every objective (and with engine.disaggregation: auto,
+which costs prefill/decode splits beside the aggregated placements). Also prints how solve time grows with
 GPU and pool count. Usage: python tests/benchmarks/bench_plan.py [--runs N]
 """
 
@@ -21,12 +22,15 @@ GPUS = ["H100-SXM-80GB", "H200-SXM-141GB", "A100-SXM-80GB", "B200-SXM-180GB", "M
         "L40S-48GB", "A100-PCIE-80GB", "H100-PCIE-80GB"]
 
 
-def spec(model: str, pools: int, gpus: int, objective: str, concurrency: int | None) -> dict:
+def spec(model: str, pools: int, gpus: int, objective: str, concurrency: int | None,
+         disaggregation: str = "off") -> dict:
     per_pool_nodes = max(1, gpus // pools // 8)
     workload = {"inputTokens": 2000, "outputTokens": 500}
     if concurrency:
         workload["concurrency"] = concurrency
+    extra = {"engine": {"name": "vllm", "disaggregation": disaggregation}} if disaggregation != "off" else {}
     return {
+        **extra,
         "apiVersion": "parc.dev/v1alpha1", "kind": "ServingSpec", "metadata": {"name": "bench"},
         "model": {"id": model, "maxContextLength": 8192}, "workload": workload,
         "slo": {"objective": objective, "tpotMs": 100},
@@ -91,10 +95,14 @@ def main() -> None:
             rows.append((f"{pools} pools, {gpus} GPUs, Qwen3-235B MoE, {objective}"
                          + (f" @ {conc}" if conc else "") + " (target < 2 s)",
                          spec("Qwen/Qwen3-235B-A22B", pools, gpus, objective, conc)))
-    print(f"{'case':72} {'plan end-to-end':>16} {'solve':>9}")
+        for objective, conc in (("throughput", None), ("latency", 1024)):
+            rows.append((f"{pools} pools, {gpus} GPUs, Qwen3-235B MoE, vLLM, disaggregation auto, {objective}"
+                         + (f" @ {conc}" if conc else "") + " (target < 2 s)",
+                         spec("Qwen/Qwen3-235B-A22B", pools, gpus, objective, conc, "auto")))
+    print(f"{'case':90} {'plan end-to-end':>16} {'solve':>9}")
     for name, doc in rows:
         e2e, solve_s = time_plan(doc, args.runs)
-        print(f"{name:72} {e2e * 1e3:13.0f} ms {solve_s * 1e3:6.0f} ms")
+        print(f"{name:90} {e2e * 1e3:13.0f} ms {solve_s * 1e3:6.0f} ms")
     print("\nscaling (Qwen3-235B MoE, latency @ 1024): solve time by pools x GPUs")
     for pools in (1, 8, 64):
         line = []
