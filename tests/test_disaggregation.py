@@ -258,6 +258,13 @@ def test_no_room_for_two_instances_is_infeasible(tmp_path, run):
     assert "no prefill group and decode group fit side by side" in err
 
 
+def test_a_split_that_cannot_meet_the_slo_says_so(tmp_path, run):
+    """Room for both groups, but no load meets a 1 ms TPOT: the message names the SLO, not the room."""
+    code, out, err = run("plan", _spec(tmp_path, model="meta-llama/Llama-3.1-8B-Instruct", nodes=1, tpot=1))
+    assert code == 3
+    assert "no disaggregated split meets the SLO" in err and "fit side by side, but" in err
+
+
 def test_compile_writes_both_groups_scripts(tmp_path, run):
     out = tmp_path / "out"
     code, _, err = run("compile", _spec(tmp_path), "-o", str(out))

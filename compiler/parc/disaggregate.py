@@ -357,9 +357,17 @@ def explain(best: Solution, aggregated: Solution | None, split: Solution | None,
             f"{_said(split)}")
 
 
-def why_none(res: object, cands: list[Candidate], split: list[Solution]) -> tuple[str, list[str]]:
+def why_none(res: object, cands: list[Candidate], split: list[Solution]) -> tuple[str, list[str]]:  # noqa: ARG001
     """The infeasible message when ``engine.disaggregation: on`` finds no split."""
     names = ", ".join(engines_supporting())
+    able = [c for c in cands if c.engine in engines_supporting()]
+    room = any(link(a, b) is not None and _fits(a, 1, b, 1, None) for a in able for b in able)
+    if not split and room:
+        return ("engine.disaggregation is on but no disaggregated split meets the SLO: a prefill and a decode group "
+                "fit side by side, but none holds the load within the TTFT and TPOT targets (under objective "
+                "throughput, while sustaining workload.concurrency)",
+                ["fix: relax slo targets, lower workload.concurrency, add GPUs, or set engine.disaggregation: auto "
+                 "(or off)"])
     if not split:
         return ("engine.disaggregation is on but no prefill group and decode group fit side by side: a disaggregated "
                 f"plan needs two engine instances of {names}, one per phase, with a path between them "
