@@ -454,15 +454,17 @@ class _Evaluator:
         self.cheapest: dict[tuple[tuple[int, ...], int], Candidate | None] = {}  # see _search_cost
 
     def _phys(self, c: Candidate) -> int:
-        """An id for everything ``c``'s predictions depend on: the engine, shape, chunk budgets
-        and the pool's hardware, not its name, scheduler or price. A fleet of many pools of a
-        few GPU types is costed once per type (the solver's cost grows with distinct pools)."""
+        """An id for everything ``c``'s predictions depend on: the shape, chunk budgets, the
+        pool's hardware and the engine's efficiency factors, not the pool's name, scheduler or
+        price, nor the engine's name (engines with the same factors and KV admission predict the
+        same). A fleet of many pools of a few GPU types is costed once per type (the solver's cost
+        grows with distinct pools), and engines that cost alike once."""
         i = self._ids.get(c)
         if i is None:
             p = c.pool
             hw = (p.gpu.key, p.nodes, p.gpus_per_node, p.intra_node, p.nvlink_domain, p.inter_node, p.inter_node_gbps)
             ctx = c.ctx
-            key = (c.engine, c.shape, c.max_load, tuple((ch.tokens, ch.max_load) for ch in c.chunks), hw,
+            key = (c.shape, c.max_load, tuple((ch.tokens, ch.max_load) for ch in c.chunks), hw,
                    ctx.arch.key, ctx.checkpoint, ctx.kv_precision, ctx.weight_only, ctx.factors,
                    ctx.input_tokens, ctx.output_tokens)
             i = self._ids[c] = self._keys.setdefault(key, len(self._keys))
