@@ -79,7 +79,6 @@ def variants(tmp: Path) -> list[Path]:
             eng["name"] = "sglang"
             eng.pop("extraArgs", None)  # another engine's flags
             eng.pop("version", None)
-            eng.pop("disaggregation", None)  # parc emits no SGLang prefill/decode router yet
             p = tmp / f"{spec.stem}-{objective}.yaml"
             with open(p, "w") as fh:
                 yaml.dump(doc, fh)
@@ -109,8 +108,9 @@ def cases_for(spec: Path, tmp: Path, skipped: list[str]) -> list[dict]:
                                    "ep": g.shape.ep, "maxRunningRequests": s.max_num_seqs * g.shape.dpa,
                                    "chunkedPrefillSize": s.max_num_batched_tokens, "contextLength": s.max_model_len,
                                    "nnodes": g.nodes_per_replica,
-                                   "quantized": res.checkpoint.format not in ("bf16", "fp16")},
-                        "name": f"{spec.stem} {g.pool.name} {p.role}"})
+                                   "quantized": res.checkpoint.format not in ("bf16", "fp16"),
+                                   "disaggregationMode": g.phase if g.phase != "both" else "null"},
+                        "name": f"{spec.stem} {g.pool.name} {g.phase} {p.role}"})
     return out
 
 
@@ -148,6 +148,10 @@ def test_sglang_resolves_the_planned_layout_and_settings(verdicts):
         assert got["contextLength"] == want["contextLength"], c["name"]
         assert got["nnodes"] == want["nnodes"], c["name"]
         assert (got["quantization"] is not None) == want["quantized"], c["name"]
+        # a prefill or decode instance of a disaggregated plan: SGLang resolved its role and backend
+        assert got["disaggregationMode"] == want["disaggregationMode"], c["name"]
+        if want["disaggregationMode"] != "null":
+            assert got["transferBackend"] == "mooncake", c["name"]
 
 
 def test_what_sglang_cannot_express_is_rejected_by_parc_with_a_reason(verdicts):
