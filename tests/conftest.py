@@ -118,3 +118,38 @@ def run_harness(exe: Path, harness: Path, cases: list, timeout: int) -> list[dic
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == len(cases), out.stderr[-4000:]
     return lines
+
+
+def objective_variants(tmp: Path, engine: str, drop: tuple[str, ...] = ()) -> list[Path]:
+    """Every example under every objective with ``engine`` (a concurrency of 64 where the example
+    has none), the engine keys in ``drop`` removed (another engine's flags or release): the
+    specs the engine judges run every emitted argv of."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    out = []
+    for spec in example_specs():
+        for objective in ("latency", "throughput", "cost"):
+            doc = yaml.load(spec.read_text())
+            doc.setdefault("slo", {})["objective"] = objective
+            if objective != "throughput" and "concurrency" not in doc["workload"]:
+                doc["workload"]["concurrency"] = 64
+            eng = doc.setdefault("engine", {})
+            eng["name"] = engine
+            for key in drop:
+                eng.pop(key, None)
+            p = tmp / f"{spec.stem}-{objective}.yaml"
+            with open(p, "w") as fh:
+                yaml.dump(doc, fh)
+            out.append(p)
+    return out
+
+
+def substitute(argv: tuple[str, ...] | list[str], values: dict[str, str]) -> list[str]:
+    """argv with parc's ``$(PARC_*)`` placeholders filled in from ``values``."""
+    out = []
+    for a in argv:
+        for k, v in values.items():
+            a = a.replace(f"$({k})", v)
+        out.append(a)
+    return out

@@ -15,9 +15,8 @@ import json
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from conftest import ROOT, example_specs, run_harness, venv_python
+from conftest import ROOT, objective_variants, run_harness, substitute, venv_python
 from parc import engines
 from parc import plan as plan_stage
 from parc.catalog import hfconfig
@@ -43,31 +42,12 @@ def run_judge(cases: list[dict]) -> list[dict]:
 
 
 def _substitute(argv: tuple[str, ...], config_dir: str) -> list[str]:
-    vals = {**VALUES, engines.CONFIG_DIR: config_dir}
-    out = []
-    for a in argv:
-        for k, v in vals.items():
-            a = a.replace(f"$({k})", v)
-        out.append(a)
-    return out
+    return substitute(argv, {**VALUES, engines.CONFIG_DIR: config_dir})
 
 
 def variants(tmp: Path) -> list[Path]:
     """Every example under every objective (a concurrency of 64 where the example has none)."""
-    yaml = YAML()
-    out = []
-    for spec in example_specs():
-        for objective in ("latency", "throughput", "cost"):
-            doc = yaml.load(spec.read_text())
-            doc.setdefault("slo", {})["objective"] = objective
-            if objective != "throughput" and "concurrency" not in doc["workload"]:
-                doc["workload"]["concurrency"] = 64
-            doc.setdefault("engine", {})["name"] = "vllm"
-            p = tmp / f"{spec.stem}-{objective}.yaml"
-            with open(p, "w") as fh:
-                yaml.dump(doc, fh)
-            out.append(p)
-    return out
+    return objective_variants(tmp, "vllm")
 
 
 def cases_for(spec: Path, tmp: Path) -> list[dict]:

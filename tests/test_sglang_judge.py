@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from conftest import ROOT, example_specs, run_harness, venv_python
+from conftest import ROOT, objective_variants, run_harness, substitute, venv_python
 from parc import engines
 from parc import plan as plan_stage
 from parc.catalog import hfconfig
@@ -48,12 +47,7 @@ def run_judge(cases: list[dict]) -> list[dict]:
 
 
 def _substitute(argv: tuple[str, ...]) -> list[str]:
-    out = []
-    for a in argv:
-        for k, v in VALUES.items():
-            a = a.replace(f"$({k})", v)
-        out.append(a)
-    return out
+    return substitute(argv, VALUES)
 
 
 def device(gpu, gpus_per_node: int) -> dict:
@@ -67,23 +61,7 @@ def device(gpu, gpus_per_node: int) -> dict:
 def variants(tmp: Path) -> list[Path]:
     """Every example under every objective with engine sglang (a concurrency of 64 where the
     example has none); examples of another engine's own features keep their other settings."""
-    yaml = YAML()
-    out = []
-    for spec in example_specs():
-        for objective in ("latency", "throughput", "cost"):
-            doc = yaml.load(spec.read_text())
-            doc.setdefault("slo", {})["objective"] = objective
-            if objective != "throughput" and "concurrency" not in doc["workload"]:
-                doc["workload"]["concurrency"] = 64
-            eng = doc.setdefault("engine", {})
-            eng["name"] = "sglang"
-            eng.pop("extraArgs", None)  # another engine's flags
-            eng.pop("version", None)
-            p = tmp / f"{spec.stem}-{objective}.yaml"
-            with open(p, "w") as fh:
-                yaml.dump(doc, fh)
-            out.append(p)
-    return out
+    return objective_variants(tmp, "sglang", drop=("extraArgs", "version"))  # another engine's flags, release
 
 
 def cases_for(spec: Path, tmp: Path, skipped: list[str]) -> list[dict]:
