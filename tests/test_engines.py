@@ -117,6 +117,25 @@ def test_trtllm_runs_gpt_oss_on_hopper_with_the_triton_moe_backend(tmp_path):
     assert f"free_gpu_memory_fraction: {s['kvCacheFreeMemoryFraction']}" in opts
 
 
+def test_trtllm_max_batch_size_is_per_pipeline_micro_batch(write):
+    # TensorRT-LLM admits pp x max_batch_size requests (PyTorchModelEngine.get_max_num_sequences):
+    # parc writes maxNumSeqs / pp so the requests in flight are the planned maxNumSeqs
+    path = spec(write, "meta-llama/Llama-3.1-70B-Instruct", gpus=4, engine="trtllm",
+                extra=", maxContextLength: 4096")
+    plan = make_plan(path, sets=["constraints.tp=2", "constraints.pp=2"])
+    (g,) = plan["placement"]["groups"]
+    assert (g["tp"], g["pp"]) == (2, 2)
+    seqs = plan["engineSettings"]["maxNumSeqs"]
+    argv = plan["launch"][0]["argv"]
+    assert int(argv[argv.index("--max_batch_size") + 1]) == -(-seqs // 2)
+    assert any("--max_batch_size" in n and "per micro-batch" in n for n in plan["notes"])
+    assert engines.capabilities()["trtllm"].rule("pp-micro-batch-seqs").source
+    unpiped = make_plan(path, sets=["constraints.tp=4", "constraints.pp=1"])
+    argv = unpiped["launch"][0]["argv"]
+    assert int(argv[argv.index("--max_batch_size") + 1]) == unpiped["engineSettings"]["maxNumSeqs"]
+    assert not any("per micro-batch" in n for n in unpiped["notes"])
+
+
 def test_trtllm_rejects_nvfp4_before_blackwell(write):
     res = load_and_resolve(spec(write, "nvidia/DeepSeek-R1-FP4", gpu="H200-SXM-141GB", engine="trtllm"))
     _, rejs = enumerate_candidates(res)

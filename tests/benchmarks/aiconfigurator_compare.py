@@ -248,8 +248,10 @@ def parc_layout(plan: Json) -> Json:
 
 
 def score_item(s: Scenario, lay: Json, batch: int, is_moe: bool) -> Json:
+    # aiconfigurator's batch is one pipeline micro-batch (its concurrency is batch x pp); parc's
+    # maxNumSeqs counts every sequence a rank holds, over its pp micro-batches
     item: Json = {"model": s.aic_model, "system": s.system, "backend": s.engine, "isl": s.isl, "osl": s.osl,
-                  "tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "batch": batch,
+                  "tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "batch": -(-batch // lay["pp"]),
                   "ctxTokens": lay["maxNumBatchedTokens"]}
     if is_moe:
         width = lay["tp"] * lay["dp"]

@@ -110,7 +110,7 @@ class Capabilities:
 KNOWN_RULES = (
     "tp-divides-heads", "tp-kv-heads", "ep-divides-experts", "ep-spans-stage", "block-quant-divisible",
     "group-quant-divisible", "format-architecture", "dp-with-pp", "multi-node-form", "batched-tokens-min",
-    "dp-per-rank-seqs", "max-model-len", "moe-dp-uses-ep",
+    "dp-per-rank-seqs", "max-model-len", "moe-dp-uses-ep", "pp-micro-batch-seqs",
 )
 
 

@@ -5,6 +5,11 @@ Multi-node replicas run one MPI rank per GPU (``srun --mpi=pmix`` / ``mpirun``) 
 (``--extra_llm_api_options``): CUDA graph batch sizes, the KV-cache dtype, attention DP and the
 MoE backend the format needs on the GPU architecture.
 
+``--max_batch_size`` is TensorRT-LLM's per micro-batch: with pipeline parallelism the executor keeps
+``pp_size`` micro-batches in flight and admits ``pp_size x max_batch_size`` requests
+(``PyTorchModelEngine.get_max_num_sequences``), so parc writes ``ceil(maxNumSeqs / pp)`` to keep
+the requests in flight at the planned ``maxNumSeqs``.
+
 ``--kv_cache_free_gpu_memory_fraction`` is TensorRT-LLM's own quantity: the share of the GPU
 memory still free after the weights and the activation profile are allocated that becomes
 KV cache (``KvCacheConfig.free_gpu_memory_fraction``), not a share of the whole GPU.
@@ -25,6 +30,11 @@ MOE_BACKEND = {("mxfp4", "hopper"): "TRITON", ("mxfp4", "blackwell"): "TRTLLM",
                ("fp8-block", "blackwell"): "DEEPGEMM"}
 
 
+def micro_batch(job: Job) -> int:
+    """``max_batch_size``: the sequences of one micro-batch (``maxNumSeqs`` over the stages)."""
+    return -(-job.max_num_seqs // job.pp)
+
+
 class Trtllm:
     name = "trtllm"
     health_path = "/health"
@@ -34,7 +44,8 @@ class Trtllm:
 
     def options(self, job: Job) -> dict[str, Any]:
         opts: dict[str, Any] = {
-            "cuda_graph_config": {"enable_padding": True, "max_batch_size": job.cuda_graph_max_batch},
+            "cuda_graph_config": {"enable_padding": True, "max_batch_size":
+                                  min(job.cuda_graph_max_batch, micro_batch(job))},
             "kv_cache_config": {"dtype": job.kv_cache_dtype, "free_gpu_memory_fraction":
                                 float(num(job.kv_cache_fraction))},
         }
@@ -48,7 +59,7 @@ class Trtllm:
     def processes(self, job: Job) -> tuple[Process, ...]:
         argv = ["trtllm-serve", job.model_id, "--host", "0.0.0.0", "--port", f"$({PORT})",
                 "--backend", "pytorch", "--tp_size", str(job.tp * job.dpa), "--pp_size", str(job.pp),
-                "--ep_size", str(job.ep), "--max_batch_size", str(job.max_num_seqs),
+                "--ep_size", str(job.ep), "--max_batch_size", str(micro_batch(job)),
                 "--max_num_tokens", str(job.max_num_batched_tokens), "--max_seq_len", str(job.max_model_len),
                 "--kv_cache_free_gpu_memory_fraction", num(job.kv_cache_fraction),
                 "--extra_llm_api_options", f"$({CONFIG_DIR})/{OPTIONS}"] + list(job.extra_args)
@@ -68,6 +79,10 @@ class Trtllm:
 
     def notes(self, job: Job) -> tuple[str, ...]:
         out = []
+        if job.pp > 1:
+            out.append(f"TensorRT-LLM: --max_batch_size {micro_batch(job)} is per micro-batch; its {job.pp} "
+                       f"pipeline micro-batches admit {micro_batch(job) * job.pp} requests per rank "
+                       f"(maxNumSeqs {job.max_num_seqs})")
         backend = MOE_BACKEND.get((job.checkpoint.format, job.gpu_architecture))
         if backend:
             out.append(f"TensorRT-LLM: moe_config.backend {backend} for {job.checkpoint.format} experts on "
