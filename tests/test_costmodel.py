@@ -101,12 +101,7 @@ def test_tp_over_pcie_costs_more_than_over_nvlink():
     nv = ResolvedPool(0, "p", gpu, 1, 4, "nvlink", 8, "none", 0, "none")
     pc = ResolvedPool(0, "p", gpu, 1, 4, "pcie", 0, "none", 0, "none")
     msg = cm.activation_bytes_per_message(LLAMA3_70B, 32)
-    over_pcie, over_nvlink = cm.all_reduce_s(msg, 4, cm.link(pc, 4, f)), cm.all_reduce_s(msg, 4, cm.link(nv, 4, f))
-    assert over_pcie > 2 * over_nvlink
-    # the bytes move at least 3x slower; a collective call's fixed latency is the same on both
-    fixed_pcie, fixed_nvlink = cm.all_reduce_s(0, 4, cm.link(pc, 4, f)), cm.all_reduce_s(0, 4, cm.link(nv, 4, f))
-    assert over_pcie - fixed_pcie > 3 * (over_nvlink - fixed_nvlink)
-    assert fixed_nvlink * 1e6 > f.collective_latency_us > 0
+    assert cm.all_reduce_s(msg, 4, cm.link(pc, 4, f)) > 3 * cm.all_reduce_s(msg, 4, cm.link(nv, 4, f))
 
 
 def test_decode_is_memory_bound_and_tpot_grows_with_load():

@@ -140,9 +140,7 @@ def test_compare_answers_why_tp4_beats_tp8_over_pcie(run):
     assert four is not None and eight is not None
     assert [g.replicas for g in four.groups] == [2] and four.groups[0].cand.shape.tp == 4
     assert [g.replicas for g in eight.groups] == [1] and eight.groups[0].cand.shape.tp == 8
-    # the seed: two TP=4 replicas beat one TP=8 group over PCIe and the sockets; published 2.06x,
-    # parc predicts ~1.3x (README: the PCIe claim)
-    assert four.throughput > 1.25 * eight.throughput
+    assert four.throughput > 1.3 * eight.throughput  # the seed: ~1.45x, all-reduces over PCIe and the sockets
     gain = (four.throughput / eight.throughput - 1) * 100
     assert (f"tp=4,pp=1 wins on throughput: {four.throughput:.0f} output tokens/s on 8 GPUs against "
             f"{eight.throughput:.0f} on 8 ({gain:+.0f}%). The cost term that differs most per token is TP all-reduce"

@@ -55,7 +55,6 @@ class Factors:
     collective: tuple[tuple[str, float], ...]  # link kind -> achieved fraction (hashable)
     step_overhead_ms: float
     per_seq_overhead_ms: float
-    collective_latency_us: float  # launch and synchronisation time of one collective call, beyond NCCL's model
     cuda_context_gib: float
     cuda_graphs_gib: float
     nccl_per_group_gib: float
@@ -92,7 +91,6 @@ def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None
         collective=tuple(sorted((k, float(v)) for k, v in coll.items())),
         step_overhead_ms=float(eng["step_overhead_ms"]),
         per_seq_overhead_ms=float(eng["per_seq_overhead_ms"]),
-        collective_latency_us=float(eng["collective_latency_us"]),
         cuda_context_gib=float(mem["cuda_context_gib"]),
         cuda_graphs_gib=float(mem["cuda_graphs_gib"]),
         nccl_per_group_gib=float(mem["nccl_per_group_gib"]),
@@ -118,7 +116,6 @@ def pcie_gbs(gpu: GpuSpec) -> float:
 def link(pool: ResolvedPool, group: int, f: Factors) -> LinkCost:
     """The link a collective over ``group`` consecutive GPUs of ``pool`` runs on."""
     base, hop = _nccl()
-    base += f.collective_latency_us
     if group <= 1:
         return LinkCost("none", math.inf, 0.0, 0.0)
     if pool.intra_node == "nvlink" and group <= max(pool.nvlink_domain, 1) and pool.gpu.nvlink_gbs > 0:
