@@ -185,8 +185,8 @@ def test_plan_table_marks_the_chosen_row_and_groups_rejections(run):
     assert code == 0
     lines = out.splitlines()
     assert lines[2].split()[:6] == ["engine", "pool", "replicas", "dpAttn", "tp", "pp"]
-    assert lines[3].startswith("*  vllm")
-    assert sum(1 for ln in lines if ln.startswith("   vllm") or ln.startswith("   trtllm") or ln.startswith("   tgi")) <= 3
+    assert lines[3].startswith("*  ") and lines[3].split()[1] in ("vllm", "trtllm", "tgi", "sglang")
+    assert sum(1 for ln in lines if ln.split()[:1] in (["vllm"], ["trtllm"], ["tgi"], ["sglang"])) <= 3
     assert any(ln.startswith("rejected (") for ln in lines)
     assert any(ln.strip().startswith("memory (") and "e.g." in ln for ln in lines)
 

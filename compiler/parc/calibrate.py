@@ -420,6 +420,11 @@ def config_class(shape: cm.Shape, nodes_per_replica: int) -> str:
     return "tp" if shape.tp > 1 else "single-gpu"
 
 
+def model_kind(arch: catalog.ModelArch) -> str:
+    """``moe`` or ``dense``: the model kind the TPOT headroom is measured for."""
+    return "moe" if arch.is_moe else "dense"
+
+
 def row_class(row: Row) -> str:
     return config_class(row.shape, max(1, math.ceil(max(row.nodes, 1) / max(row.replicas, 1))))
 
@@ -441,13 +446,13 @@ def _band(group: list[Scored]) -> dict[str, float]:
 
 def bands(scored: list[Scored]) -> dict[str, dict[str, float]]:
     """Error of the scored (held-out) predictions per configuration class and GPU family
-    (``attention-dp/hopper``), per class over every family (``attention-dp/*``) and overall
-    (``all``): rows, median and 90th-percentile absolute error of throughput, the bias, and
+    (``attention-dp/hopper``), per class over every family (``attention-dp/*``), per model kind
+    (``model/dense``, ``model/moe``: what the TPOT headroom reads) and overall (``all``): rows, median and 90th-percentile absolute error of throughput, the bias, and
     TPOT/TTFT errors where the measurements include them (online rows)."""
     groups: dict[str, list[Scored]] = {}
     for s in scored:
         cls = row_class(s.row)
-        for k in (f"{cls}/{s.row.family}", f"{cls}/*"):
+        for k in (f"{cls}/{s.row.family}", f"{cls}/*", f"model/{model_kind(s.row.arch)}"):
             groups.setdefault(k, []).append(s)
     out = {k: _band(v) for k, v in sorted(groups.items())}
     out["all"] = _band(scored)

@@ -207,14 +207,13 @@ def _rejected(r: Rejection) -> dict[str, Any]:
 def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> list[str]:
     """Sentences that explain choices a reader would question (TP over PCIe, PP, EP, the
     chunk budget, engine-specific settings)."""
-    from parc.solver import tpot_margin
+    from parc.solver import tpot_headroom
 
     out = []
-    margin, target = tpot_margin(res), res.spec.slo.tpot_ms
+    (margin, why), target = tpot_headroom(res), res.spec.slo.tpot_ms
     if margin and target:
         out.append(f"TPOT planned at <= {target * (1 - margin):.1f} ms: the {target:g} ms target less {margin * 100:.0f}% "
-                   "headroom, the cost model's held-out median TPOT error, so a plan at the edge still meets the "
-                   "target when the model errs by that much")
+                   f"headroom, {why}, so a plan at the edge still meets the target when the model errs by that much")
     conc = res.spec.workload.concurrency
     if conc is not None and res.spec.slo.objective == "throughput":
         loads = ", ".join(f"{g.cand.pool.name} {g.replicas} x {g.load:g}" for g in sol.groups)

@@ -419,13 +419,32 @@ def _memory_fit(arch: ModelArch, gpu: catalog.GpuSpec, shape: cm.Shape, ckpt: ca
 MAX_TPOT_MARGIN = 0.25
 
 
-def tpot_margin(res: Resolved) -> float:
-    """The TPOT headroom of a plan: the held-out median TPOT error of the calibration in use
-    (its ``bands.all.tpotMedianApe``), at most MAX_TPOT_MARGIN; 0 without one."""
+def tpot_headroom(res: Resolved) -> tuple[float, str]:
+    """The TPOT headroom of a plan and why: the held-out median TPOT error of the calibration in
+    use for the model's kind (``bands["model/dense"|"model/moe"]``), at most MAX_TPOT_MARGIN;
+    MAX_TPOT_MARGIN where the calibration measured TPOT but not on that kind of model (fewer
+    than MIN_BAND_ROWS online rows: the error there is unknown); 0 without TPOT measurements."""
+    from parc.calibrate import MIN_BAND_ROWS, model_kind
+
     cal = res.calibration if res.calibration is not None else catalog.builtin_calibration()
-    band = (cal or {}).get("bands", {}).get("all", {}) if isinstance(cal, dict) else {}
-    value = band.get("tpotMedianApe") if isinstance(band, dict) else None
-    return min(MAX_TPOT_MARGIN, float(value)) if isinstance(value, (int, float)) and value > 0 else 0.0
+    bands = (cal or {}).get("bands", {}) if isinstance(cal, dict) else {}
+    overall = bands.get("all", {}) if isinstance(bands, dict) else {}
+    if not isinstance(overall, dict) or not overall.get("tpotMedianApe"):
+        return 0.0, ""
+    kind = model_kind(res.model)
+    own = bands.get(f"model/{kind}", {})
+    own = own if isinstance(own, dict) else {}
+    value = own.get("tpotMedianApe")
+    if own.get("tpotRows", 0) >= MIN_BAND_ROWS and isinstance(value, (int, float)) and value > 0:
+        return (min(MAX_TPOT_MARGIN, float(value)),
+                f"the cost model's held-out median TPOT error on {kind} models ({own['tpotRows']} online rows)")
+    return MAX_TPOT_MARGIN, (f"the most parc plans with: its calibration has {int(own.get('tpotRows', 0))} online "
+                             f"TPOT measurements of {kind} models, too few to know its TPOT error there")
+
+
+def tpot_margin(res: Resolved) -> float:
+    """The TPOT headroom of a plan (see :func:`tpot_headroom`)."""
+    return tpot_headroom(res)[0]
 
 
 class _Evaluator:
@@ -436,8 +455,8 @@ class _Evaluator:
         slo = res.spec.slo
         self.ttft = slo.ttft_ms / 1e3 if slo.ttft_ms else None
         # TPOT is planned with headroom: the target less the cost model's held-out median TPOT
-        # error (calibration bands, "all"), so a plan at the edge still meets the target when
-        # the model errs by its typical amount (README "How parc decides")
+        # error on the model's kind (calibration bands "model/dense|moe"), so a plan at the edge
+        # still meets the target when the model errs by its typical amount (README "How parc decides")
         self.tpot_margin = tpot_margin(res)
         self.tpot_target = slo.tpot_ms / 1e3 if slo.tpot_ms else None
         self.tpot = self.tpot_target * (1 - self.tpot_margin) if self.tpot_target else None
@@ -678,22 +697,15 @@ def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowe
                 opts.append((r * c.shape.gpus, r * thr, (c, r, load)))
         options.append(opts)
     budget = max_gpus if max_gpus is not None else sum(max((o[0] for o in opts), default=0) for opts in options)
-    # knapsack over pools: best[b] = (throughput, choices) using at most b GPUs
-    best: dict[int, tuple[float, tuple[tuple[Candidate, int, float], ...]]] = {0: (0.0, ())}
-    for opts in options:
-        nxt = dict(best)
-        for used, (thr, chosen) in best.items():
-            for g, t, choice in opts:
-                b = used + g
-                if b > budget:
-                    continue
-                cur = nxt.get(b)
-                cand = (thr + t, chosen + (choice,))
-                if cur is None or cand[0] > cur[0] + 1e-9:
-                    nxt[b] = cand
-        best = nxt
+    best = _knapsack(options, budget, 0, 1)
+    most = sum(max((c[1] * math.floor(c[2]) for _, _, c in opts), default=0) for opts in options)
+    if conc is not None and most >= conc and not any(held >= conc for held, _, _ in best[:8]):
+        # the most throughput holds too few requests, though the pools can hold them: search
+        # again, keeping per GPU count the best choice for each number of requests held (in
+        # units, so at most 32 levels)
+        best = _knapsack(options, budget, conc, max(1, math.ceil(conc / 32)))
     sols = []
-    for thr, chosen in sorted(best.values(), key=lambda v: -v[0])[:8]:
+    for _, thr, chosen in best[:8]:
         if not chosen:
             continue
         if ev.even and sum(1 for c, _, _ in chosen if c.pool.scheduler == "kubernetes") > 1:
@@ -707,6 +719,32 @@ def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowe
                                              f"workload.concurrency is {conc}",))
         sols.append(sol)
     return sols
+
+
+def _knapsack(options: list[list[tuple[int, float, tuple[Candidate, int, float]]]], budget: int, floor: int,
+              unit: int) -> list[tuple[int, float, tuple[tuple[Candidate, int, float], ...]]]:
+    """The throughput objective's knapsack over pools: one option (GPUs, throughput, choice)
+    or none per pool within ``budget`` GPUs. Without a floor, the best throughput per GPU
+    count; with one, per GPU count and number of requests held (in ``unit``s, up to the floor),
+    so that a lower-throughput choice holding more requests survives. Returns (requests held,
+    throughput, choices), those holding the floor first, each by throughput."""
+    cap = -(-floor // unit)
+    best: dict[tuple[int, int], tuple[float, int, tuple[tuple[Candidate, int, float], ...]]] = {(0, 0): (0.0, 0, ())}
+    for opts in options:
+        nxt = dict(best)
+        for (used, level), (thr, held, chosen) in best.items():
+            for g, t, choice in opts:
+                b = used + g
+                if b > budget:
+                    continue
+                more = held + choice[1] * math.floor(choice[2])
+                key = (b, min(cap, more // unit) if floor else 0)
+                cur = nxt.get(key)
+                if cur is None or thr + t > cur[0] + 1e-9:
+                    nxt[key] = (thr + t, more, chosen + (choice,))
+        best = nxt
+    found = [(held, thr, chosen) for thr, held, chosen in best.values() if chosen]
+    return sorted(found, key=lambda v: (v[0] < floor, -v[1]))
 
 
 def _even(ev: _Evaluator, chosen: tuple[tuple[Candidate, int, float], ...]) -> tuple[tuple[Candidate, int, float], ...]:

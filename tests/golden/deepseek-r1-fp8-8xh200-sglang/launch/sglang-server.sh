@@ -12,7 +12,7 @@ exec sglang serve \
     --pp-size 2 \
     --attn-dp-size 2 \
     --context-length 16384 \
-    --max-running-requests 1676 \
+    --max-running-requests 1256 \
     --chunked-prefill-size 4096 \
     --mem-fraction-static 0.88 \
     --kv-cache-dtype auto
