@@ -99,9 +99,13 @@ def test_seed_mixtral_considers_expert_parallelism():
     shapes = [plan["placement"]] + [a["placement"] for a in plan["alternatives"]]
     with_ep = [s for s in shapes if s["groups"][0]["ep"] > 1]
     assert with_ep, "expert parallelism must be among the placements considered"
-    eps = [plan] + plan["alternatives"]
-    costs = [p["predicted"]["communication"]["epAllToAllMsPerToken"] for p in eps if p["placement"]["groups"][0]["ep"] > 1]
-    assert all(c > 0 for c in costs)
+    eps = [p for p in [plan] + plan["alternatives"] if p["placement"]["groups"][0]["ep"] > 1]
+    comm = [(p["placement"]["groups"][0]["dpAttention"], p["predicted"]["communication"]) for p in eps]
+    # attention-DP ranks dispatch tokens to the experts' GPUs; EP inside one TP group needs no
+    # dispatch (every rank holds every token; the MLP all-reduce combines the experts)
+    assert all(c["epAllToAllMsPerToken"] > 0 for dpa, c in comm if dpa > 1)
+    assert all(c["epAllToAllMsPerToken"] == 0 and c["tpAllReduceMsPerToken"] > 0 for dpa, c in comm if dpa == 1)
+    assert any(dpa > 1 for dpa, _ in comm)
 
 
 def test_heterogeneous_inventory_serves_from_both_pools(tmp_path, run):

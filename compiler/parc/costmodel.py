@@ -380,7 +380,8 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
     tp = _affine(lambda b: n_ar * all_reduce_s(b, shape.tp, tp_link)) if shape.tp > 1 else (0.0, 0.0)
     ep = (0.0, 0.0)
     moe_layers = arch.moe_layers / shape.pp
-    if arch.is_moe and shape.ep > 1:
+    if arch.is_moe and shape.ep > 1 and shape.dpa > 1:
+        # attention-DP ranks hold different tokens: dispatch to the experts' GPUs and combine
         local = min(shape.ep, ctx.pool.gpus_per_node)
         near = link(ctx.pool, local, f) if shape.ep > ctx.pool.gpus_per_node else None
         ep = _affine(lambda b: 2 * moe_layers * all_to_all_s(b * arch.experts_per_token, shape.ep, ep_link,
@@ -389,6 +390,9 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
         # experts tensor-sharded over tp x dpa: the attention ranks' tokens are gathered and
         # the partial sums reduced across the whole group
         ep = _affine(lambda b: moe_layers * all_reduce_s(b * shape.dpa, shape.tp * shape.dpa, ep_link))
+    # EP inside one TP group (dpAttention 1): every rank holds every token after the attention
+    # all-reduce, computes its own experts' share and the layer's MLP all-reduce sums the
+    # experts' outputs (counted in tp): no dispatch
     pp = _affine(lambda b: p2p_s(b, pp_link)) if shape.pp > 1 else (0.0, 0.0)
     return _Stage(
         w_total=weight_bytes_per_gpu(arch, shape, ctx.checkpoint),

@@ -732,7 +732,7 @@ def _knapsack(options: list[list[tuple[int, float, tuple[Candidate, int, float]]
     best: dict[tuple[int, int], tuple[float, int, tuple[tuple[Candidate, int, float], ...]]] = {(0, 0): (0.0, 0, ())}
     for opts in options:
         nxt = dict(best)
-        for (used, level), (thr, held, chosen) in best.items():
+        for (used, _), (thr, held, chosen) in best.items():
             for g, t, choice in opts:
                 b = used + g
                 if b > budget:
