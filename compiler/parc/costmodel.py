@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from parc import catalog
 from parc.catalog import Checkpoint, GpuSpec, ModelArch, shapes
@@ -409,20 +409,31 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
     )
 
 
-def _stage_time(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, Comm]:
+def _stage_parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, float, float, float]:
     """Seconds for one pipeline stage to run one iteration over ``seqs`` sequences of one
     dpAttention rank, processing ``new_tokens`` tokens in total (decode tokens plus any
     prefill chunk) against a mean context of ``context`` tokens: a roofline per operator class,
     since the two run one after the other in every layer: the weight matmuls (weight bytes /
     bandwidth or their FLOPs / FLOP/s, whichever is slower) plus attention (KV bytes /
-    bandwidth or its FLOPs / FLOP/s), then TP all-reduces, EP all-to-alls and the PP send."""
-    w_read, kv_read, lin_s, attn_s = _parts(st, seqs, new_tokens, context)
-    bound = max(w_read / st.hbm, lin_s) + max(kv_read / st.hbm, attn_s)
+    bandwidth or its FLOPs / FLOP/s), then TP all-reduces, EP all-to-alls and the PP send.
+    Returns (seconds, TP all-reduce s, PP send s, EP all-to-all s); the solver calls this
+    hundreds of thousands of times, so it is :func:`_parts` inlined and builds no objects."""
+    w_read = st.w_total
+    if st.experts:
+        w_read -= st.experts * st.idle_share ** max(new_tokens * st.dpa, 1e-9)
+    lin_s = new_tokens * st.flops_tok / st.peak
+    bound = max(w_read / st.hbm, lin_s) + max(seqs * st.kv[context] / st.hbm, new_tokens * st.attn[context] / st.peak)
     act = new_tokens * st.act_tok
     tp_s = st.tp[0] + st.tp[1] * act if st.tp[0] else 0.0
     ep_s = st.ep[0] + st.ep[1] * act if st.ep[0] else 0.0
     pp_s = st.pp[0] + st.pp[1] * act if st.pp[0] else 0.0
-    return bound + tp_s + ep_s + pp_s, Comm(tp_s * 1e3, pp_s * 1e3, ep_s * 1e3)
+    return bound + tp_s + ep_s + pp_s, tp_s, pp_s, ep_s
+
+
+def _stage_time(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, Comm]:
+    """:func:`_stage_parts` with its communication as a :class:`Comm` (ms)."""
+    t, tp_s, pp_s, ep_s = _stage_parts(st, seqs, new_tokens, context)
+    return t, Comm(tp_s * 1e3, pp_s * 1e3, ep_s * 1e3)
 
 
 @dataclass(frozen=True, eq=False)
@@ -450,9 +461,9 @@ def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Tim
     return predict_prepared(prepare(ctx, shape, batched_tokens), load)
 
 
-@dataclass(frozen=True)
-class _Mix:
-    """How one data-parallel rank's iterations are made up at a load (see predict_prepared)."""
+class _Mix(NamedTuple):
+    """How one data-parallel rank's iterations are made up at a load (see predict_prepared; a
+    NamedTuple, as the solver builds one per prediction)."""
 
     load: float
     per_rank: float  # sequences of the rank
@@ -565,13 +576,13 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     x = _mix(p, load)
     load, per_rank, m, ctx_mean, overhead = x.load, x.per_rank, x.m, x.ctx_mean, x.overhead
     budget, demand, chunk, k, f, mixed = x.budget, x.demand, x.chunk, x.k, x.f, x.mixed
-    dec_stage, comm = _stage_time(st, per_rank / m, per_rank / m, ctx_mean)
-    mix_stage, comm_mix = _stage_time(st, per_rank / m, (per_rank + mixed) / m, ctx_mean)
+    dec_stage, d_tp, d_pp, d_ep = _stage_parts(st, per_rank / m, per_rank / m, ctx_mean)
+    mix_stage, m_tp, m_pp, m_ep = _stage_parts(st, per_rank / m, (per_rank + mixed) / m, ctx_mean)
     fs = x.f_step
     step = shape.pp * (fs * mix_stage + (1 - fs) * dec_stage) + overhead
     tpot = step
     # the prompt's own chunks ride in one micro-batch with that micro-batch's decodes
-    own_stage, _ = _stage_time(st, per_rank / m, per_rank / m + chunk, ctx_mean)
+    own_stage = _stage_parts(st, per_rank / m, per_rank / m + chunk, ctx_mean)[0]
     prefill_load = (k + shape.pp - 1) * own_stage + k * overhead
     rho = demand / budget if budget > 0 else math.inf
     if rho >= 1.0:
@@ -581,12 +592,10 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     latency = ttft + out * tpot
     throughput = load * out / latency if math.isfinite(latency) else 0.0
     bubble = (shape.pp - m) / shape.pp  # decode: stages idle while fewer micro-batches than stages cycle
-    c = Comm(fs * comm_mix.tp_all_reduce_ms + (1 - fs) * comm.tp_all_reduce_ms,
-             fs * comm_mix.pp_p2p_ms + (1 - fs) * comm.pp_p2p_ms,
-             fs * comm_mix.ep_all_to_all_ms + (1 - fs) * comm.ep_all_to_all_ms)
-    return Timing(ttft, tpot, step, p.prefill_alone_s, throughput,
-                  Comm(c.tp_all_reduce_ms * shape.pp, c.pp_p2p_ms * shape.pp, c.ep_all_to_all_ms * shape.pp),
-                  bubble, batched_tokens)
+    c = Comm((fs * (m_tp * 1e3) + (1 - fs) * (d_tp * 1e3)) * shape.pp,
+             (fs * (m_pp * 1e3) + (1 - fs) * (d_pp * 1e3)) * shape.pp,
+             (fs * (m_ep * 1e3) + (1 - fs) * (d_ep * 1e3)) * shape.pp)
+    return Timing(ttft, tpot, step, p.prefill_alone_s, throughput, c, bubble, batched_tokens)
 
 
 # ----------------------------------------------------------------------------- disaggregated serving

@@ -467,6 +467,7 @@ class _Evaluator:
         # keyed by what a prediction depends on (see _phys): pools of the same hardware share them
         self.cache: dict[tuple[int, float], cm.Timing] = {}
         self.max_ok: dict[int, int] = {}
+        self.best: dict[int, float | None] = {}
         self.prepared: dict[tuple[int, int], cm.Prepared] = {}
         self._ids: dict[Candidate, int] = {}
         self._keys: dict[tuple[object, ...], int] = {}
@@ -558,24 +559,29 @@ class _Evaluator:
         return any(self._slo_ok(self._at(c, ch.tokens, load)) for ch in opts)
 
     def max_ok_load(self, c: Candidate) -> int:
-        """Largest whole load at which memory holds and the SLO is met (0 if none). TTFT and
-        TPOT grow with load, so a binary search finds it."""
+        """Largest whole load at which memory holds and the SLO is met (0 if none): the most
+        any chunk budget meets within the load its activations leave room for. TTFT and TPOT
+        grow with load for a budget, so a budget that misses one past the best so far cannot
+        beat it (one prediction), and one that meets it is searched from there (binary)."""
         pk = self._phys(c)
         hit = self.max_ok.get(pk)
         if hit is not None:
             return hit
-        if not self._meets(c, 1):
-            self.max_ok[pk] = 0
-            return 0
-        lo, hi = 1, max(1, c.max_load)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._meets(c, mid):
-                lo = mid
-            else:
-                hi = mid - 1
-        self.max_ok[pk] = lo
-        return lo
+        best = 0
+        for ch in c.chunks:
+            hi = min(ch.max_load, c.max_load)
+            if hi <= best or not self._slo_ok(self._at(c, ch.tokens, best + 1)):
+                continue
+            lo = best + 1
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._slo_ok(self._at(c, ch.tokens, mid)):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            best = lo
+        self.max_ok[pk] = best
+        return best
 
     def ok(self, c: Candidate, load: float) -> bool:
         """Memory holds the load and the SLO targets are met at it."""
@@ -583,6 +589,12 @@ class _Evaluator:
 
     def best_load(self, c: Candidate) -> float | None:
         """Load that maximises throughput within memory and SLO (None if even 1 fails)."""
+        pk = self._phys(c)
+        if pk not in self.best:
+            self.best[pk] = self._best_load(c)
+        return self.best[pk]
+
+    def _best_load(self, c: Candidate) -> float | None:
         lo = self.max_ok_load(c)
         if lo == 0:
             return None
@@ -729,19 +741,27 @@ def _knapsack(options: list[list[tuple[int, float, tuple[Candidate, int, float]]
     so that a lower-throughput choice holding more requests survives. Returns (requests held,
     throughput, choices), those holding the floor first, each by throughput."""
     cap = -(-floor // unit)
-    best: dict[tuple[int, int], tuple[float, int, tuple[tuple[Candidate, int, float], ...]]] = {(0, 0): (0.0, 0, ())}
+    # keyed by GPUs used, or (GPUs used, level of requests held) with a floor
+    best: dict[Any, tuple[float, int, tuple[tuple[Candidate, int, float], ...]]] = {(0, 0) if floor else 0: (0.0, 0, ())}
     for opts in options:
+        if not floor:  # of a pool's options with the same GPUs only the most throughput can win
+            top: dict[int, tuple[int, float, tuple[Candidate, int, float]]] = {}
+            for o in opts:
+                if o[0] not in top or o[1] > top[o[0]][1] + 1e-9:
+                    top[o[0]] = o
+            opts = list(top.values())
         nxt = dict(best)
-        for (used, _), (thr, held, chosen) in best.items():
+        for key, (thr, held, chosen) in best.items():
+            used = key[0] if floor else key
             for g, t, choice in opts:
                 b = used + g
                 if b > budget:
                     continue
                 more = held + choice[1] * math.floor(choice[2])
-                key = (b, min(cap, more // unit) if floor else 0)
-                cur = nxt.get(key)
+                k = (b, min(cap, more // unit)) if floor else b
+                cur = nxt.get(k)
                 if cur is None or thr + t > cur[0] + 1e-9:
-                    nxt[key] = (thr + t, more, chosen + (choice,))
+                    nxt[k] = (thr + t, more, chosen + (choice,))
         best = nxt
     found = [(held, thr, chosen) for thr, held, chosen in best.values() if chosen]
     return sorted(found, key=lambda v: (v[0] < floor, -v[1]))

@@ -35,8 +35,10 @@ What is matched between the two tools, and what cannot be:
   w4a16_mxfp4). It infers an FP8 KV cache for every FP8 checkpoint, so parc's specs set
   `kvCachePrecision: fp8` there (an engine does that with its KV dtype flag); the row records
   the modes aiconfigurator used;
-- TensorRT-LLM memory: parc's `kvCacheFreeMemoryFraction` and `maxModelLen` are passed as
-  aiconfigurator's `free_gpu_memory_fraction` and `max_seq_len` when scoring parc's choice;
+- memory: parc's TensorRT-LLM `kvCacheFreeMemoryFraction` and `maxModelLen` are passed as
+  aiconfigurator's `free_gpu_memory_fraction` and `max_seq_len` when scoring parc's choice, and its
+  vLLM `gpuMemoryUtilization` as the `free_gpu_memory_fraction` aiconfigurator's vLLM backend reads
+  as `--gpu-memory-utilization`;
 - search spaces differ: aiconfigurator's aggregated search has no pipeline parallelism for
   these systems and batches up to 512 per rank (1024 for a few MoE); parc searches PP too.
 
@@ -240,6 +242,7 @@ def parc_layout(plan: Json) -> Json:
             "maxNumSeqs": int(settings["maxNumSeqs"]),
             "maxNumBatchedTokens": settings.get("maxNumBatchedTokens"),
             "kvCacheFreeMemoryFraction": settings.get("kvCacheFreeMemoryFraction"),
+            "gpuMemoryUtilization": settings.get("gpuMemoryUtilization"),
             "maxModelLen": settings.get("maxModelLen"),
             "plannedPerRank": None if planned is None else max(1, round(float(planned) / dp)),
             "predictedTokS": float(predicted.get("throughputTokensPerSecond", 0.0)),
@@ -260,6 +263,10 @@ def score_item(s: Scenario, lay: Json, batch: int, is_moe: bool) -> Json:
     if s.engine == "trtllm":
         item["freeGpuMemoryFraction"] = lay["kvCacheFreeMemoryFraction"]
         item["maxSeqLen"] = lay["maxModelLen"]
+    elif s.engine == "vllm" and lay["gpuMemoryUtilization"] is not None:
+        # aiconfigurator's vLLM backend reads free_gpu_memory_fraction as --gpu-memory-utilization
+        # (a share of the whole GPU; its default is vLLM 0.24's 0.92)
+        item["freeGpuMemoryFraction"] = lay["gpuMemoryUtilization"]
     return item
 
 
