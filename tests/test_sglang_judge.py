@@ -13,7 +13,6 @@ Negative controls prove the judge rejects what it should.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -34,8 +33,6 @@ CAPABILITY = {"volta": (7, 0), "ampere": (8, 0), "ada": (8, 9), "hopper": (9, 0)
 GCN = {"cdna2": "gfx90a", "cdna3": "gfx942", "cdna4": "gfx950"}
 VALUES = {engines.HEAD_ADDR: "10.0.0.1", engines.NODE_RANK: "1", engines.PORT: "8000", engines.KV_PORT: "9000",
           engines.NODE_ADDR: "10.0.0.2"}
-#: the judge run (SGLang's import takes ~5 s per distinct GPU, a case ~0.5-1.5 s) must stay small
-BUDGET_S = 150
 
 
 def judge_python() -> Path:
@@ -98,24 +95,22 @@ def verdicts(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sglang-judge")
     skipped: list[str] = []
     cases = [c for spec in variants(tmp) for c in cases_for(spec, tmp, skipped)]
-    t0 = time.monotonic()
     results = run_judge([{k: v for k, v in c.items() if k not in ("expect", "name")} for c in cases])
-    return cases, results, skipped, time.monotonic() - t0
+    return cases, results, skipped
 
 
 def test_every_sglang_argv_parc_emits_is_accepted_by_sglang(verdicts):
-    cases, results, skipped, seconds = verdicts
+    cases, results, skipped = verdicts
     assert len(cases) >= 30, skipped
     bad = [f"{c['name']}: {r['error']}\n  {' '.join(c['argv'])}" for c, r in zip(cases, results) if not r["ok"]]
     assert not bad, "\n".join(bad)
-    assert seconds < BUDGET_S, f"the SGLang judge took {seconds:.0f} s for {len(cases)} argvs"
 
 
 def test_sglang_resolves_the_planned_layout_and_settings(verdicts):
     """SGLang's own resolution gives back parc's layout and per-rank settings: tp-size is
     tp x dpAttention, attn-dp-size dpAttention; SGLang divides --chunked-prefill-size by the
     attention-DP ranks itself, so the resolved chunk is parc's per-rank budget."""
-    cases, results, _, _ = verdicts
+    cases, results, _ = verdicts
     for c, r in zip(cases, results):
         got, want = r["config"], c["expect"]
         assert (got["tp"], got["pp"], got["attnDp"], got["ep"]) == \
@@ -133,7 +128,7 @@ def test_sglang_resolves_the_planned_layout_and_settings(verdicts):
 
 
 def test_what_sglang_cannot_express_is_rejected_by_parc_with_a_reason(verdicts):
-    _, _, skipped, _ = verdicts
+    _, _, skipped = verdicts
     for line in skipped:
         assert "SGLang" in line or "sglang" in line or "no placement" in line.lower(), line
 

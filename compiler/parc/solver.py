@@ -599,9 +599,14 @@ class _Evaluator:
         if lo == 0:
             return None
         best, best_thr = lo, self.timing(c, lo).throughput
+        # a load L yields at most L / TPOT(L) <= L / TPOT(1) output tokens/s (TPOT grows with
+        # load for every chunk budget): smaller loads that cannot beat the best are not costed
+        tpot_1 = min(self._at(c, ch.tokens, 1).tpot_s for ch in c.chunks) if lo > 1 else 0.0
         probe = lo
         while probe > 1:  # throughput can peak below the SLO edge
             probe //= 2
+            if probe / tpot_1 <= best_thr:
+                break
             thr = self.timing(c, probe).throughput
             if thr > best_thr:
                 best, best_thr = probe, thr
@@ -714,8 +719,8 @@ def _search_throughput(ev: _Evaluator, pools: dict[str, list[Candidate]], allowe
     if conc is not None and most >= conc and not any(held >= conc for held, _, _ in best[:8]):
         # the most throughput holds too few requests, though the pools can hold them: search
         # again, keeping per GPU count the best choice for each number of requests held (in
-        # units, so at most 32 levels)
-        best = _knapsack(options, budget, conc, max(1, math.ceil(conc / 32)))
+        # units, so at most 16 levels)
+        best = _knapsack(options, budget, conc, max(1, math.ceil(conc / 16)))
     sols = []
     for _, thr, chosen in best[:8]:
         if not chosen:
@@ -744,12 +749,14 @@ def _knapsack(options: list[list[tuple[int, float, tuple[Candidate, int, float]]
     # keyed by GPUs used, or (GPUs used, level of requests held) with a floor
     best: dict[Any, tuple[float, int, tuple[tuple[Candidate, int, float], ...]]] = {(0, 0) if floor else 0: (0.0, 0, ())}
     for opts in options:
-        if not floor:  # of a pool's options with the same GPUs only the most throughput can win
-            top: dict[int, tuple[int, float, tuple[Candidate, int, float]]] = {}
-            for o in opts:
-                if o[0] not in top or o[1] > top[o[0]][1] + 1e-9:
-                    top[o[0]] = o
-            opts = list(top.values())
+        # of a pool's options with the same GPUs only the most throughput can win, or with a
+        # floor those that hold more requests than every faster one
+        front: dict[int, list[tuple[int, float, tuple[Candidate, int, float]]]] = {}
+        for o in sorted(opts, key=lambda o: -o[1]):
+            kept = front.setdefault(o[0], [])
+            if not kept or (floor and o[2][1] * math.floor(o[2][2]) > max(k[2][1] * math.floor(k[2][2]) for k in kept)):
+                kept.append(o)
+        opts = [o for kept in front.values() for o in kept]
         nxt = dict(best)
         for key, (thr, held, chosen) in best.items():
             used = key[0] if floor else key
