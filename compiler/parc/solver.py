@@ -22,7 +22,7 @@ import bisect
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from parc import catalog
 from parc import costmodel as cm
@@ -380,27 +380,20 @@ def _check(res: Resolved, ctx: cm.Context, cap: Capabilities, shape: cm.Shape,
     mean = cm.resident_tokens(ctx.input_tokens, ctx.output_tokens, cap.kv_admission)
     fit = _memory_fit(arch, pool.gpu, shape, ctx.checkpoint, ctx.factors, ctx.kv_precision, res.max_context_length,
                       mean)
-    if fit is not None:
-        util, chunks = fit
-        return Candidate(engine, pool, shape, nodes_per_replica, per_replica_max, max(c.max_load for c in chunks),
-                         chunks[0].memory, util, chunks, launcher, ctx)
-    mem = cm.memory(arch, pool.gpu, shape, ctx.checkpoint, ctx.factors, utilization=UTILIZATIONS[-1],
-                    batched_tokens=CHUNKS[0], max_seqs=256)
-    per_seq = shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, tp, pp, res.max_context_length)
-    need = mem.weights + mem.activations + mem.overhead + per_seq
-    return rej("memory", f"needs {need / cm.GIB:.1f} GiB per GPU ({mem.weights / cm.GIB:.1f} weights + "
-                         f"{per_seq / cm.GIB:.2f} KV for one {res.max_context_length}-token sequence + "
-                         f"{(mem.activations + mem.overhead) / cm.GIB:.1f} activations and runtime); "
-                         f"{pool.gpu.key} offers {mem.budget / cm.GIB:.1f} GiB at gpuMemoryUtilization "
-                         f"{UTILIZATIONS[-1]}")
+    if isinstance(fit, str):
+        return rej("memory", fit)
+    util, chunks = fit
+    return Candidate(engine, pool, shape, nodes_per_replica, per_replica_max, max(c.max_load for c in chunks),
+                     chunks[0].memory, util, chunks, launcher, ctx)
 
 
 @functools.lru_cache(maxsize=65536)
 def _memory_fit(arch: ModelArch, gpu: catalog.GpuSpec, shape: cm.Shape, ckpt: catalog.Checkpoint, f: cm.Factors,
-                kv: str, max_context: int, mean: float) -> tuple[float, tuple[Chunk, ...]] | None:
+                kv: str, max_context: int, mean: float) -> tuple[float, tuple[Chunk, ...]] | str:
     """The lowest gpuMemoryUtilization at which one ``max_context`` sequence fits, with the
-    prefill chunk budgets that fit there and the sequences each holds (None: none fits).
-    Depends on the hardware, not the pool, so a fleet of pools of one GPU type computes it once."""
+    prefill chunk budgets that fit there and the sequences each holds; when none fits, why (a
+    sentence with the numbers). Depends on the hardware, not the pool, so a fleet of pools of
+    one GPU type computes it once."""
     for util in UTILIZATIONS:
         chunks = []
         for tokens in CHUNKS:
@@ -409,7 +402,13 @@ def _memory_fit(arch: ModelArch, gpu: catalog.GpuSpec, shape: cm.Shape, ckpt: ca
                 chunks.append(Chunk(tokens, cm.max_sequences(arch, shape, kv, mem, mean), mem))
         if chunks:
             return util, tuple(chunks)
-    return None
+    mem = cm.memory(arch, gpu, shape, ckpt, f, utilization=UTILIZATIONS[-1], batched_tokens=CHUNKS[0], max_seqs=256)
+    per_seq = shapes.kv_bytes_per_sequence(arch, kv, shape.tp, shape.pp, max_context)
+    need = mem.weights + mem.activations + mem.overhead + per_seq
+    return (f"needs {need / cm.GIB:.1f} GiB per GPU ({mem.weights / cm.GIB:.1f} weights + "
+            f"{per_seq / cm.GIB:.2f} KV for one {max_context}-token sequence + "
+            f"{(mem.activations + mem.overhead) / cm.GIB:.1f} activations and runtime); "
+            f"{gpu.key} offers {mem.budget / cm.GIB:.1f} GiB at gpuMemoryUtilization {UTILIZATIONS[-1]}")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -471,7 +470,8 @@ class _Evaluator:
         self.prepared: dict[tuple[int, int], cm.Prepared] = {}
         self._ids: dict[Candidate, int] = {}
         self._keys: dict[tuple[object, ...], int] = {}
-        self.cheapest: dict[tuple[tuple[int, ...], int], Candidate | None] = {}  # see _search_cost
+        # see _search_cost: (price, TPOT, candidate, replicas) offers by candidate list and load
+        self.cheapest: dict[tuple[tuple[int, ...], int], tuple[float, float, Candidate, int] | None] = {}
 
     def _phys(self, c: Candidate) -> int:
         """An id for everything ``c``'s predictions depend on: the shape, chunk budgets, the
@@ -546,17 +546,11 @@ class _Evaluator:
             (self.tpot is None or t.tpot_s <= self.tpot)
 
     def _meets(self, c: Candidate, load: float) -> bool:
-        """Memory holds ``load`` and the SLO is met with the chunk budget timing() would pick:
-        the same as checking that pick, since _chunk_key puts budgets meeting the SLO first,
-        but it stops at the first budget that meets it (the binary searches call this a lot)."""
-        if math.ceil(load) > c.max_load:
-            return False
-        t = self.cache.get((self._phys(c), load))
-        if t is not None:
-            return self._slo_ok(t)
+        """Memory holds ``load`` and the SLO is met at it with some chunk budget: the same as
+        checking the budget timing() would pick, since _chunk_key puts budgets meeting the SLO
+        first, but it stops at the first budget that meets it."""
         need = math.ceil(load)
-        opts = [ch for ch in c.chunks if ch.max_load >= need] or [c.chunks[0]]
-        return any(self._slo_ok(self._at(c, ch.tokens, load)) for ch in opts)
+        return any(self._slo_ok(self._at(c, ch.tokens, load)) for ch in c.chunks if ch.max_load >= need)
 
     def max_ok_load(self, c: Candidate) -> int:
         """Largest whole load at which memory holds and the SLO is met (0 if none): the most
@@ -584,8 +578,12 @@ class _Evaluator:
         return best
 
     def ok(self, c: Candidate, load: float) -> bool:
-        """Memory holds the load and the SLO targets are met at it."""
-        return math.ceil(load) <= self.max_ok_load(c) if load == math.ceil(load) else self._meets(c, load)
+        """Memory holds the load and the SLO targets are met at it: a whole load up to
+        max_ok_load (a load of 1, while that is unknown, checked directly: max_ok_load is 0
+        exactly when it fails)."""
+        if load == math.ceil(load) and (load != 1 or self._phys(c) in self.max_ok):
+            return load <= self.max_ok_load(c)
+        return self._meets(c, load)
 
     def best_load(self, c: Candidate) -> float | None:
         """Load that maximises throughput within memory and SLO (None if even 1 fails)."""
@@ -847,25 +845,30 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
     best_tpot = math.inf
     last_tpot: dict[Candidate, float] = {}  # TPOT at the last load evaluated (TPOT grows with load)
     supply = _SupplyTable(ev, pools, allowed_r, max_gpus)
+    edge = {c: ev.max_ok_load(c) for cs in pools.values() for c in cs}
+    reps = {c: _replica_options(c, allowed_r, max_gpus) for c in edge}
+    # per pool, the shapes that hold the load within the SLO: the loads ascend, so the list
+    # only shrinks
+    holding = list(pools.values())
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         # cheap pre-check (no predictions): can the pools supply `need` replicas at all?
         if supply(load) < need:
             continue
+        holding = [[c for c in cs if edge[c] >= load] for cs in holding]
         # bound: no shape can come within the TPOT window at this or any larger load
-        feasible = [c for cs in pools.values() for c in cs if ev.max_ok_load(c) >= load]
-        if feasible and min(last_tpot.get(c, 0.0) for c in feasible) > best_tpot * (1 + TPOT_WINDOW):
+        cap = best_tpot * (1 + TPOT_WINDOW)
+        if any(holding) and min(last_tpot.get(c, 0.0) for cs in holding for c in cs) > cap:
             break
         rows: list[list[tuple[float, float, Candidate, int]]] = []
-        for cs in pools.values():
+        for cs in holding:
             row = []
             for c in cs:
-                if ev.max_ok_load(c) < load or last_tpot.get(c, 0.0) > best_tpot * (1 + TPOT_WINDOW):
+                if last_tpot.get(c, 0.0) > cap:
                     continue  # TPOT grows with the load: outside the window now, outside it later
                 t = ev.timing(c, load)
                 last_tpot[c] = t.tpot_s
-                for r in _replica_options(c, allowed_r, max_gpus):
-                    row.append((t.tpot_s, t.ttft_s, c, r))
+                row += [(t.tpot_s, t.ttft_s, c, r) for r in reps[c]]
             rows.append(row)
         t1 = _sweep(rows, need, 0, math.inf)
         if t1 is None:
@@ -975,15 +978,15 @@ def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: s
             if (key, load) not in ev.cheapest:
                 fewest = next((g for g, _, c in shapes_ if ev.max_ok_load(c) >= load), None)
                 # predictions only for the ties on GPUs
-                ev.cheapest[(key, load)] = None if fewest is None else min(
+                pick = None if fewest is None else min(
                     (c for g, _, c in shapes_ if g == fewest and ev.max_ok_load(c) >= load),
                     key=lambda c: ev.timing(c, load).tpot_s)
-            hit = ev.cheapest[(key, load)]
-            if hit is None:
-                continue
-            c = hit
-            top = max(_replica_options(c, None, max_gpus) or [0])
-            offers.append((_replica_price(c), ev.timing(c, load).tpot_s, c, top))
+                ev.cheapest[(key, load)] = None if pick is None else (
+                    _replica_price(pick), ev.timing(pick, load).tpot_s, pick,
+                    max(_replica_options(pick, None, max_gpus) or [0]))
+            offer = ev.cheapest[(key, load)]
+            if offer is not None:
+                offers.append(offer)
         offers.sort(key=lambda o: (o[0], o[2].shape.gpus, o[1]))
         chosen: list[tuple[Candidate, int, float]] = []
         left = need
@@ -1046,7 +1049,7 @@ def solve(res: Resolved, top: int = 5) -> Result:
     # alternatives: the best solution with each other candidate pinned on its pool
     seen: set[tuple[object, ...]] = {best.signature(), tuple(x[1:] for x in best.signature())}
     alts: list[Solution] = []
-    ranked = sorted(cands, key=lambda c: _standalone_key(ev, c, objective))
+    ranked = _ranked(ev, cands, objective)
     tried: set[tuple[object, ...]] = {(g.cand.pool.name, g.cand.shape) for g in best.groups}
     searches = 0
     for c in ranked:
@@ -1108,14 +1111,24 @@ def check_recipe(res: Resolved, cands: list[Candidate], rejs: list[Rejection], b
     return RecipeCheck(recipe, False, sols[0], "")
 
 
-def _standalone_key(ev: _Evaluator, c: Candidate, objective: str) -> tuple[float, ...]:
-    t = ev.timing(c, 1)
+def _ranked(ev: _Evaluator, cands: list[Candidate], objective: str) -> Iterator[Candidate]:
+    """The candidates by how well each does alone, best first: throughput at its best load on
+    the whole pool; TPOT then TTFT with one request; for cost, the price (or GPUs) of a replica,
+    then TPOT with one request, predicted only for the ties the caller reaches."""
     if objective == "throughput":
-        load = ev.best_load(c) or 1
-        return (-ev.timing(c, load).throughput * c.max_replicas,)
-    if objective == "cost":
-        return (_replica_price(c), c.shape.gpus, t.tpot_s)
-    return (t.tpot_s, t.ttft_s)
+        yield from sorted(cands, key=lambda c: -ev.timing(c, ev.best_load(c) or 1).throughput * c.max_replicas)
+    elif objective == "cost":
+        ties: dict[tuple[float, int], list[Candidate]] = {}
+        for c in cands:
+            ties.setdefault((_replica_price(c), c.shape.gpus), []).append(c)
+        for k in sorted(ties):
+            yield from sorted(ties[k], key=lambda c: ev.timing(c, 1).tpot_s)
+    else:
+        def alone(c: Candidate) -> tuple[float, float]:
+            t = ev.timing(c, 1)
+            return (t.tpot_s, t.ttft_s)
+
+        yield from sorted(cands, key=alone)
 
 
 def _replica_price(c: Candidate) -> float:
