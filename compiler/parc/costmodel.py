@@ -416,24 +416,15 @@ def _stage_parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> 
     since the two run one after the other in every layer: the weight matmuls (weight bytes /
     bandwidth or their FLOPs / FLOP/s, whichever is slower) plus attention (KV bytes /
     bandwidth or its FLOPs / FLOP/s), then TP all-reduces, EP all-to-alls and the PP send.
-    Returns (seconds, TP all-reduce s, PP send s, EP all-to-all s); the solver calls this
-    hundreds of thousands of times, so it is :func:`_parts` inlined and builds no objects."""
-    w_read = st.w_total
-    if st.experts:
-        w_read -= st.experts * st.idle_share ** max(new_tokens * st.dpa, 1e-9)
-    lin_s = new_tokens * st.flops_tok / st.peak
-    bound = max(w_read / st.hbm, lin_s) + max(seqs * st.kv[context] / st.hbm, new_tokens * st.attn[context] / st.peak)
+    Returns (seconds, TP all-reduce s, PP send s, EP all-to-all s) as plain floats: the solver
+    calls this hundreds of thousands of times."""
+    w_read, kv_read, lin_s, attn_s = _parts(st, seqs, new_tokens, context)
+    bound = max(w_read / st.hbm, lin_s) + max(kv_read / st.hbm, attn_s)
     act = new_tokens * st.act_tok
     tp_s = st.tp[0] + st.tp[1] * act if st.tp[0] else 0.0
     ep_s = st.ep[0] + st.ep[1] * act if st.ep[0] else 0.0
     pp_s = st.pp[0] + st.pp[1] * act if st.pp[0] else 0.0
     return bound + tp_s + ep_s + pp_s, tp_s, pp_s, ep_s
-
-
-def _stage_time(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[float, Comm]:
-    """:func:`_stage_parts` with its communication as a :class:`Comm` (ms)."""
-    t, tp_s, pp_s, ep_s = _stage_parts(st, seqs, new_tokens, context)
-    return t, Comm(tp_s * 1e3, pp_s * 1e3, ep_s * 1e3)
 
 
 @dataclass(frozen=True, eq=False)
@@ -451,7 +442,7 @@ def prepare(ctx: Context, shape: Shape, batched_tokens: int) -> Prepared:
     st = _stage(ctx, shape)
     inp = ctx.input_tokens
     chunk = max(1, min(inp, batched_tokens))
-    stage_s, _ = _stage_time(st, 1, chunk, inp / 2)
+    stage_s = _stage_parts(st, 1, chunk, inp / 2)[0]
     alone = (math.ceil(inp / chunk) + shape.pp - 1) * stage_s + ctx.factors.step_overhead_ms * 1e-3
     return Prepared(ctx, shape, batched_tokens, st, alone)
 
@@ -618,7 +609,7 @@ def prefill_service(p: Prepared) -> PrefillService:
     inp = ctx.input_tokens
     tokens = float(max(p.batched_tokens, 1))
     prompts = tokens / inp  # prompts (or parts of one) an iteration carries
-    stage_s, _ = _stage_time(st, max(1.0, prompts), tokens, inp / 2)
+    stage_s = _stage_parts(st, max(1.0, prompts), tokens, inp / 2)[0]
     overhead = ctx.factors.step_overhead_ms * 1e-3
     rate = shape.dpa * prompts / (stage_s + overhead)
     return PrefillService(p.prefill_alone_s, rate, shape.pp * stage_s + overhead)
@@ -633,9 +624,9 @@ def decode_only(p: Prepared, load: float) -> tuple[float, Comm, float]:
     per_rank = load / shape.dpa
     m = max(1.0, min(per_rank, float(shape.pp)))
     overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
-    stage_s, comm = _stage_time(st, per_rank / m, per_rank / m, ctx.input_tokens + ctx.output_tokens / 2)
+    stage_s, tp_s, pp_s, ep_s = _stage_parts(st, per_rank / m, per_rank / m, ctx.input_tokens + ctx.output_tokens / 2)
     tpot = shape.pp * stage_s + overhead
-    c = Comm(comm.tp_all_reduce_ms * shape.pp, comm.pp_p2p_ms * shape.pp, comm.ep_all_to_all_ms * shape.pp)
+    c = Comm(tp_s * 1e3 * shape.pp, pp_s * 1e3 * shape.pp, ep_s * 1e3 * shape.pp)
     return tpot, c, (shape.pp - m) / shape.pp
 
 

@@ -441,10 +441,6 @@ def tpot_headroom(res: Resolved) -> tuple[float, str]:
                              f"TPOT measurements of {kind} models, too few to know its TPOT error there")
 
 
-def tpot_margin(res: Resolved) -> float:
-    """The TPOT headroom of a plan (see :func:`tpot_headroom`)."""
-    return tpot_headroom(res)[0]
-
 
 class _Evaluator:
     """Memoised predictions and SLO checks for (candidate, load)."""
@@ -456,7 +452,7 @@ class _Evaluator:
         # TPOT is planned with headroom: the target less the cost model's held-out median TPOT
         # error on the model's kind (calibration bands "model/dense|moe"), so a plan at the edge
         # still meets the target when the model errs by its typical amount (README "How parc decides")
-        self.tpot_margin = tpot_margin(res)
+        self.tpot_margin = tpot_headroom(res)[0]
         self.tpot_target = slo.tpot_ms / 1e3 if slo.tpot_ms else None
         self.tpot = self.tpot_target * (1 - self.tpot_margin) if self.tpot_target else None
         self.objective = slo.objective
