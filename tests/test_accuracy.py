@@ -146,3 +146,22 @@ def test_attention_dp_band_says_how_far_off_the_deepseek_rows_are():
     for s in off:
         scope, band, _ = cal.band_for(bands, cal.row_class(s.row), s.row.family)
         assert band["p90Ape"] >= s.ape, (s.row.id, s.ape, scope, band)
+
+
+def test_a_row_can_name_its_checkpoint(tmp_path):
+    """gpt-oss is published only as MXFP4 experts with 16-bit attention: a row that names the
+    checkpoint is costed with it, whatever its precision label; an unknown one is skipped."""
+    from parc import calibrate as c
+
+    head = "model,gpu,tp,precision,checkpoint,input_tokens,output_tokens,output_tokens_per_s\n"
+    p = tmp_path / "rows.csv"
+    p.write_text(head + "gpt-oss-120b,H200-SXM-141GB,1,fp8,openai/gpt-oss-120b,1024,1024,5000\n"
+                 + "gpt-oss-120b,H200-SXM-141GB,1,fp8,,1024,1024,5000\n"
+                 + "gpt-oss-120b,H200-SXM-141GB,1,fp8,nobody/unknown,1024,1024,5000\n")
+    rows, skipped = c.read_rows(p)
+    assert skipped == {"checkpoint not in the catalog for the model": 1}
+    named, plain = rows
+    assert named.checkpoint is not None and named.checkpoint.format == "mxfp4"
+    assert plain.checkpoint is None
+    # MXFP4 weights leave far more room for the KV cache than FP8 ones: a larger best batch
+    assert c.predict(named, None).load > 2 * c.predict(plain, None).load

@@ -110,7 +110,7 @@ def test_decode_is_memory_bound_and_tpot_grows_with_load():
     gpu = catalog.gpus().get("H100-SXM-80GB")
     pool = ResolvedPool(0, "p", gpu, 1, 8, "nvlink", 8, "none", 0, "none")
     ckpt = catalog.assumed_checkpoint("", LLAMA3_70B.key, "bf16", "")
-    ctx = cm.Context(LLAMA3_70B, pool, ckpt, "auto", "vllm", False, cm.factors(gpu, "vllm"), 1000, 200)
+    ctx = cm.Context(LLAMA3_70B, pool, ckpt, "auto", "vllm", "native", cm.factors(gpu, "vllm"), 1000, 200)
     t1 = cm.predict(ctx, cm.Shape(4, 1, 1, 1), 1, 4096)
     t32 = cm.predict(ctx, cm.Shape(4, 1, 1, 1), 32, 4096)
     assert t32.tpot_s > t1.tpot_s
@@ -119,3 +119,56 @@ def test_decode_is_memory_bound_and_tpot_grows_with_load():
     assert 0.008 < t1.tpot_s < 0.03
     t8 = cm.predict(ctx, cm.Shape(8, 1, 1, 1), 1, 4096)
     assert t8.tpot_s < t1.tpot_s
+
+
+def test_layer_kinds_sum_to_the_matmul_flops():
+    for key in ("llama-3-70b", "gpt-oss-120b", "deepseek-r1", "qwen3-235b-a22b"):
+        arch = catalog.models().entries[key]
+        kinds = shapes.linear_flops_by_kind(arch)
+        assert sum(kinds.values()) == pytest.approx(shapes.linear_flops_per_token(arch))
+        assert all(v >= 0 for v in kinds.values())
+    oss = shapes.linear_flops_by_kind(catalog.models().entries["gpt-oss-120b"])
+    assert oss["experts"] > oss["attention"] > 0 and oss["mlp"] == 0
+
+
+@pytest.mark.parametrize("engine, kernel, experts_at", [
+    ("vllm", "a16", "bf16"),  # FlashInfer TRT-LLM MXFP4 x BF16 MoE, vLLM's default on Blackwell
+    ("trtllm", "a8", "fp8"),  # W4A8_MXFP4_MXFP8 on SM100
+    ("sglang", "a8", "fp8"),  # MXFP8 activations on the SM100 path
+])
+def test_mxfp4_experts_run_at_the_rate_of_the_engines_kernel(engine, kernel, experts_at):
+    from parc.engines import capabilities
+
+    gpu = catalog.gpus().get("B200-SXM-180GB")
+    ckpt = catalog.checkpoint_for("openai/gpt-oss-120b")
+    assert capabilities()[engine].support(ckpt.format, gpu.architecture) == kernel
+    assert cm.compute_precision(ckpt, "experts", kernel) == experts_at
+    # attention, the LM head and routers stay 16-bit: the checkpoint does not quantize them
+    assert cm.compute_precision(ckpt, "attention", kernel) == "bf16"
+    assert cm.compute_precision(ckpt, "other", kernel) == "bf16"
+    arch = catalog.models().entries["gpt-oss-120b"]
+    seconds = {k: cm.matmul_seconds_per_token(arch, gpu, ckpt, k) for k in ("native", "a8", "a16")}
+    assert seconds["native"] < seconds["a8"] < seconds["a16"]
+    assert seconds[kernel] > 1.3 * seconds["native"]
+    # a fully FP8 checkpoint on Hopper runs every quantized kind at FP8
+    fp8 = catalog.assumed_checkpoint("", "llama-3-70b", "fp8", "")
+    assert cm.compute_precision(fp8, "mlp", "native") == "fp8"
+    assert cm.compute_precision(fp8, "mlp", "weight-only") == "bf16"
+
+
+def test_layer_overhead_is_a_floor_per_layer_of_each_stage():
+    from dataclasses import replace
+
+    from parc.resolve import ResolvedPool
+
+    gpu = catalog.gpus().get("H100-SXM-80GB")
+    pool = ResolvedPool(0, "p", gpu, 1, 8, "nvlink", 8, "none", 0, "none")
+    ckpt = catalog.assumed_checkpoint("", LLAMA3_70B.key, "bf16", "")
+    f = cm.factors(gpu, "vllm")
+    slow = replace(f, layer_overhead_us=f.layer_overhead_us + 100.0)
+    base = cm.Context(LLAMA3_70B, pool, ckpt, "auto", "vllm", "native", f, 1000, 200)
+    more = replace(base, factors=slow)
+    for shape in (cm.Shape(4, 1, 1, 1), cm.Shape(2, 2, 1, 1)):
+        t0, t1 = cm.predict(base, shape, 1, 4096), cm.predict(more, shape, 1, 4096)
+        # 80 layers x 100 us more per decode step, whether the layers sit in one stage or two
+        assert t1.tpot_s - t0.tpot_s == pytest.approx(80 * 100e-6, rel=0.02)

@@ -315,7 +315,7 @@ def test_the_routers_own_parsers_accept_every_router_argv(tmp_path, engine):
 
     p = tmp_path / "r.yaml"
     text = open(_spec(tmp_path, engine=engine, model="meta-llama/Llama-3.1-8B-Instruct", nodes=1, conc=64,
-                      objective="latency", ttft=3000, tpot=100)).read()
+                      isl=6000, osl=300, objective="latency", ttft=3000, tpot=100)).read()
     p.write_text(text.replace("engine:\n", "constraints:\n  tp: 1\nengine:\n", 1))
     doc = make_plan(str(p))
     listed = doc["router"]["argv"]

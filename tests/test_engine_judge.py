@@ -30,7 +30,8 @@ HARNESS = ROOT / "tests" / "engines" / "vllm_judge.py"
 #: config are checked, ROCm kernel selection is not.
 CAPABILITY = {"volta": (7, 0), "ampere": (8, 0), "ada": (8, 9), "hopper": (9, 0), "blackwell": (10, 0),
               "cdna2": (9, 0), "cdna3": (9, 0), "cdna4": (9, 0)}
-VALUES = {engines.HEAD_ADDR: "10.0.0.1", engines.DP_START_RANK: "8", engines.NODE_RANK: "1", engines.PORT: "8000"}
+#: the second node of a replica (NODE_RANK 1); its first data-parallel rank is computed per group
+VALUES = {engines.HEAD_ADDR: "10.0.0.1", engines.NODE_RANK: "1", engines.PORT: "8000"}
 
 
 def judge_python() -> Path:
@@ -41,8 +42,11 @@ def run_judge(cases: list[dict]) -> list[dict]:
     return run_harness(judge_python(), HARNESS, cases, 1800)
 
 
-def _substitute(argv: tuple[str, ...], config_dir: str) -> list[str]:
-    return substitute(argv, {**VALUES, engines.CONFIG_DIR: config_dir})
+def _substitute(argv: tuple[str, ...], config_dir: str, local_ranks: int = 8) -> list[str]:
+    """argv with the launch script's values: the second node's first data-parallel rank is
+    NODE_RANK x the data-parallel ranks a node holds, as the generated script computes it."""
+    return substitute(argv, {**VALUES, engines.CONFIG_DIR: config_dir,
+                             engines.DP_START_RANK: str(int(VALUES[engines.NODE_RANK]) * local_ranks)})
 
 
 def variants(tmp: Path) -> list[Path]:
@@ -64,7 +68,8 @@ def cases_for(spec: Path, tmp: Path) -> list[dict]:
         for p in g.processes:
             if p.argv[0] != "vllm":
                 continue
-            out.append({"argv": _substitute(p.argv, str(cfg_dir)), "config_dir": str(cfg_dir),
+            out.append({"argv": _substitute(p.argv, str(cfg_dir), g.gpus_per_node // g.shape.tp),
+                        "config_dir": str(cfg_dir),
                         "capability": CAPABILITY[g.pool.gpu.architecture], "gpus_per_node": g.pool.gpus_per_node,
                         "device_name": g.pool.gpu.name, "total_memory": int(g.pool.gpu.memory_bytes),
                         "block": list(res.checkpoint.block) if res.checkpoint.format == "fp8-block" else [],

@@ -117,6 +117,24 @@ def test_trtllm_runs_gpt_oss_on_hopper_with_the_triton_moe_backend(tmp_path):
     assert f"free_gpu_memory_fraction: {s['kvCacheFreeMemoryFraction']}" in opts
 
 
+@pytest.mark.parametrize("engine, says", [
+    ("vllm", "quantized layers with 16-bit activations on blackwell"),
+    ("trtllm", "quantized layers against 8-bit activations on blackwell"),
+    ("sglang", "quantized layers against 8-bit activations on blackwell"),
+])
+def test_mxfp4_on_blackwell_is_planned_at_the_rate_of_the_engines_kernel(write, engine, says):
+    """gpt-oss's MXFP4 experts on B200: vLLM's default kernel keeps BF16 activations, TensorRT-LLM
+    and SGLang quantize them to MXFP8. The plan says which, and the faster kernel predicts more."""
+    doc = make_plan(spec(write, "openai/gpt-oss-120b", gpu="B200-SXM-180GB", gpus=1, engine=engine))
+    assert any(says in n for n in doc["notes"]), doc["notes"]
+
+
+def test_an_mxfp8_activation_kernel_predicts_faster_than_a_bf16_one(write):
+    rates = {e: make_plan(spec(write, "openai/gpt-oss-120b", gpu="B200-SXM-180GB", gpus=1, engine=e,
+                               conc=256))["predicted"]["groups"][0]["tpotMs"] for e in ("vllm", "trtllm")}
+    assert rates["trtllm"] < rates["vllm"]
+
+
 def test_trtllm_max_batch_size_is_per_pipeline_micro_batch(write):
     # TensorRT-LLM admits pp x max_batch_size requests (PyTorchModelEngine.get_max_num_sequences):
     # parc writes maxNumSeqs / pp so the requests in flight are the planned maxNumSeqs

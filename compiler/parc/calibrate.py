@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from parc import catalog
-from parc.catalog import assumed_checkpoint
+from parc.catalog import Checkpoint, assumed_checkpoint
 from parc import costmodel as cm
 from parc.engines import ENGINES, capabilities
 from parc.errors import UsageError
@@ -54,6 +54,7 @@ class Row:
     per_gpu: bool  # the source printed per-GPU throughput
     ttft_ms: float | None
     tpot_ms: float | None
+    checkpoint: Checkpoint | None = None  # the catalog checkpoint measured (else the precision's usual one)
 
     @property
     def family(self) -> str:
@@ -134,6 +135,12 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
             if gpu is None:
                 skip("GPU not in the catalog")
                 continue
+            ckpt = None
+            if (r.get("checkpoint") or "").strip():
+                ckpt = catalog.checkpoint_for(r["checkpoint"])
+                if ckpt is None or ckpt.architecture != arch.key:
+                    skip("checkpoint not in the catalog for the model")
+                    continue
             prec = r["precision"] or "bf16"
             if prec not in ("bf16", "fp16", "fp8", "fp4", "int8", "int4"):
                 skip("precision unknown")
@@ -170,11 +177,17 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
             rows.append(Row(r.get("id", ""), r.get("source_id", ""), r.get("engine", "") or "other", arch, gpu, prec,
                             "fp8" if (r.get("kv_cache_precision") or "") == "fp8" else "auto", gpus, nodes,
                             cm.Shape(tp, pp, ep, dpa), replicas, int(inp), int(out), conc, float(measured),
-                            total is None, ttft, tpot))
+                            total is None, ttft, tpot, ckpt))
     if problems:
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise UsageError("\n".join(problems[:20]) + more)
     return rows, skipped
+
+
+def _kernel(row: Row) -> str:
+    """How the row's engine runs its checkpoint's quantized layers on its GPU (engines.KERNELS)."""
+    ckpt = row.checkpoint or assumed_checkpoint("", row.arch.key, row.precision, "benchmark row")
+    return capabilities()[_engine(row)].support(ckpt.format, row.gpu.architecture) or "native"
 
 
 def _engine(row: Row) -> str:
@@ -200,8 +213,8 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
                         "infiniband" if row.nodes > 1 else "none", 400.0 if row.nodes > 1 else 0.0, "none", ())
     engine = _engine(row)
     f = cm.factors(row.gpu, engine, cal)
-    ckpt = assumed_checkpoint("", row.arch.key, row.precision, "benchmark row")
-    ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, False, f, row.input_tokens, row.output_tokens)
+    ckpt = row.checkpoint or assumed_checkpoint("", row.arch.key, row.precision, "benchmark row")
+    ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, _kernel(row), f, row.input_tokens, row.output_tokens)
     mem = cm.memory(row.arch, row.gpu, row.shape, ckpt, f, utilization=UTILIZATION,
                     batched_tokens=BATCHED_TOKENS, max_seqs=256)
     admission = capabilities()[engine].kv_admission
@@ -335,10 +348,13 @@ def fit(rows: list[Row], base: dict[str, Any] | None = None, rounds: int = 3) ->
     eff = catalog.efficiency()
     cal: dict[str, Any] = {
         "compute": dict((base or {}).get("compute", {})),
+        "dequant": {"default": float(eff["dequant"]["default"])} | dict((base or {}).get("dequant", {})),
         "memory_bandwidth": dict((base or {}).get("memory_bandwidth", {})),
         "collective": {k: float(v) for k, v in eff["collective"].items()} | dict((base or {}).get("collective", {})),
         "engine": {e: dict(v) for e, v in eff["engine"].items()} | dict((base or {}).get("engine", {})),
     }
+    for e in cal["engine"].values():  # multiplicative steps need a start away from zero
+        e["layer_overhead_us"] = float(e.get("layer_overhead_us") or 20.0)
     families = sorted({r.family for r in rows})
     for fam in families:
         cal["compute"].setdefault(fam, float(eff["compute"]["default"]))
@@ -347,9 +363,10 @@ def fit(rows: list[Row], base: dict[str, Any] | None = None, rounds: int = 3) ->
     for fam in families:
         knobs += [("compute", fam, None, 0.05, 1.0), ("memory_bandwidth", fam, None, 0.2, 1.0)]
     knobs += [("collective", k, None, 0.02, 1.0) for k in COLLECTIVES]
+    knobs += [("dequant", "default", None, 0.1, 1.0)]  # one for every family: few rows run such kernels
     # one per-iteration overhead for every engine: the corpus is mostly TensorRT-LLM, and a
     # per-engine fit would make `engine: auto` prefer whichever engine has the fewest rows
-    knobs += [("engine", "*", "step_overhead_ms", 0.1, 50.0)]
+    knobs += [("engine", "*", "step_overhead_ms", 0.1, 50.0), ("engine", "*", "layer_overhead_us", 0.5, 500.0)]
     # evaluate on a deterministic subsample for speed; the loss is a mean, so it scales
     sample = rows if len(rows) <= 800 else [r for i, r in enumerate(rows) if i % math.ceil(len(rows) / 800) == 0]
     best = _loss(score(sample, cal))
@@ -370,6 +387,8 @@ def fit(rows: list[Row], base: dict[str, Any] | None = None, rounds: int = 3) ->
         steps = [math.sqrt(s) for s in steps]
         if not improved:
             break
+    if not any(_kernel(r) in ("a16", "weight-only") for r in rows):
+        del cal["dequant"]  # nothing measured it: the built-in value stands
     return _rounded(cal)
 
 
@@ -525,7 +544,7 @@ def _check_shape(path: Path, data: dict[str, Any]) -> None:
     """The sections of a calibration file hold what the cost model reads (a ValueError naming
     the first misfit): factors and memory are numbers by key; engine entries and bands are
     mappings of numbers."""
-    for section in ("compute", "memory_bandwidth", "collective", "memory"):
+    for section in ("compute", "dequant", "memory_bandwidth", "collective", "memory"):
         sec = data.get(section, {})
         if not isinstance(sec, dict) or not all(isinstance(k, str) and _number(v) for k, v in sec.items()):
             raise ValueError(f"{path}: {section} must be a mapping of names to numbers")
@@ -545,7 +564,7 @@ def _check_shape(path: Path, data: dict[str, Any]) -> None:
 
 #: Bounds of calibration numbers: efficiency factors are fractions of a peak (0, 1.5]; times,
 #: memory sizes and error bands are non-negative and finite.
-_FACTOR_SECTIONS = ("compute", "memory_bandwidth", "collective")
+_FACTOR_SECTIONS = ("compute", "dequant", "memory_bandwidth", "collective")
 
 
 def _check_numbers(path: Path, node: Any, where: tuple[str, ...]) -> None:

@@ -51,10 +51,12 @@ class Factors:
     """Efficiency factors (calibrated or priors) for one GPU family and engine."""
 
     compute: float
+    dequant: float  # share of the 16-bit rate that dequantizing kernels (a16, weight-only) reach
     memory_bandwidth: float
     collective: tuple[tuple[str, float], ...]  # link kind -> achieved fraction (hashable)
     step_overhead_ms: float
     per_seq_overhead_ms: float
+    layer_overhead_us: float  # fixed time per layer per iteration (kernel launches, synchronisation)
     cuda_context_gib: float
     cuda_graphs_gib: float
     nccl_per_group_gib: float
@@ -87,10 +89,12 @@ def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None
     coll = {**eff["collective"], **cal.get("collective", {})}
     return Factors(
         compute=float(pick("compute", "default")),
+        dequant=float(pick("dequant", "default")),
         memory_bandwidth=float(pick("memory_bandwidth", "default")),
         collective=tuple(sorted((k, float(v)) for k, v in coll.items())),
         step_overhead_ms=float(eng["step_overhead_ms"]),
         per_seq_overhead_ms=float(eng["per_seq_overhead_ms"]),
+        layer_overhead_us=float(eng.get("layer_overhead_us", 0.0)),
         cuda_context_gib=float(mem["cuda_context_gib"]),
         cuda_graphs_gib=float(mem["cuda_graphs_gib"]),
         nccl_per_group_gib=float(mem["nccl_per_group_gib"]),
@@ -272,16 +276,43 @@ def max_sequences(arch: ModelArch, shape: Shape, kv_precision: str, mem: Memory,
 # ----------------------------------------------------------------------------- time
 
 
-def peak_flops(gpu: GpuSpec, precision: str, weight_only: bool) -> float:
-    """Dense tensor FLOP/s the GEMMs of ``precision`` run at (FLOP/s). Weight-only kernels
-    (int4, and formats the GPU has no tensor cores for) dequantize to 16 bit."""
+def peak_flops(gpu: GpuSpec, precision: str) -> float:
+    """Dense tensor FLOP/s of GEMMs at ``precision`` (FLOP/s); 16-bit where the GPU has no
+    tensor cores of that precision (int4 always dequantizes)."""
     half = gpu.tflops_bf16 or gpu.tflops_fp16
-    table = {"bf16": gpu.tflops_bf16 or gpu.tflops_fp16, "fp16": gpu.tflops_fp16, "fp8": gpu.tflops_fp8,
-             "int8": gpu.tops_int8, "fp4": gpu.tflops_fp4}
-    t = table.get(precision, 0.0)
-    if precision == "int4" or weight_only or not t:
-        t = half
-    return float(t) * 1e12
+    table = {"bf16": half, "fp16": gpu.tflops_fp16 or half, "fp8": gpu.tflops_fp8, "int8": gpu.tops_int8,
+             "fp4": gpu.tflops_fp4}
+    return float(table.get(precision) or half) * 1e12
+
+
+def compute_precision(ckpt: Checkpoint, kind: str, kernel: str) -> str:
+    """The precision the GEMMs of one layer kind (``shapes.linear_flops_by_kind``) run at:
+    16-bit where the checkpoint leaves the kind unquantized or the engine's kernel keeps 16-bit
+    activations (``a16``, ``weight-only``), FP8 for 4-bit weights against 8-bit activations
+    (``a8``), else the checkpoint's precision."""
+    if kind == "other" or ckpt.layer_bytes(kind) >= 2.0 or kernel in ("a16", "weight-only"):
+        return "bf16"
+    return "fp8" if kernel == "a8" else ckpt.precision
+
+
+def matmul_seconds_per_token(arch: ModelArch, gpu: GpuSpec, ckpt: Checkpoint, kernel: str,
+                             dequant: float = 1.0) -> float:
+    """Seconds of weight matmuls for one token on one GPU holding the whole model at peak:
+    each layer kind's FLOPs at the rate of the precision it runs at; quantized kinds that a16
+    or weight-only kernels dequantize to 16 bit at ``dequant`` of that rate."""
+    out = 0.0
+    for kind, fl in shapes.linear_flops_by_kind(arch).items():
+        rate = peak_flops(gpu, compute_precision(ckpt, kind, kernel))
+        if kernel in ("a16", "weight-only") and kind != "other" and ckpt.layer_bytes(kind) < 2.0:
+            rate *= dequant
+        out += fl / rate
+    return out
+
+
+def attention_peak(gpu: GpuSpec, kv_precision: str) -> float:
+    """FLOP/s of the attention core (QK^T, PV): FP8 where the KV cache is FP8 and the GPU has
+    FP8 tensor cores (the engines' FP8 attention kernels), else 16-bit."""
+    return peak_flops(gpu, "fp8" if kv_precision == "fp8" else "bf16")
 
 
 @dataclass(frozen=True)
@@ -316,7 +347,7 @@ class Context:
     checkpoint: Checkpoint  # as served (an online-FP8 16-bit checkpoint is an fp8 one here)
     kv_precision: str
     engine: str
-    weight_only: bool  # the GPU runs the format with weight-only kernels
+    kernel: str  # how the engine runs the checkpoint's quantized layers (engines.KERNELS)
     factors: Factors
     input_tokens: int
     output_tokens: int
@@ -350,8 +381,9 @@ class _Stage:
     kv: dict[float, float]  # context tokens -> KV bytes of one sequence on the GPU
     attn: dict[float, float]  # context tokens -> attention FLOPs per new token on the GPU
     hbm: float  # achievable bytes/s
-    flops_tok: float  # matmul FLOPs per token on the GPU
-    peak: float  # achievable FLOP/s
+    lin_tok: float  # weight-matmul seconds per token on the GPU (each layer kind at its precision)
+    attn_peak: float  # achievable FLOP/s of the attention core
+    floor: float  # fixed seconds per iteration of the stage's layers
     act_tok: float  # bytes of one token's hidden state
     tp: tuple[float, float]  # (seconds per iteration, seconds per activation byte) of the TP all-reduces
     ep: tuple[float, float]  # same for the EP all-to-alls (or the expert-TP all-reduces)
@@ -402,8 +434,9 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
         kv={c: shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, shape.tp, shape.pp, c) for c in contexts},
         attn={c: shapes.attention_flops(arch, 1, c) / split for c in contexts},
         hbm=gpu.hbm_bandwidth_gbs * 1e9 * f.memory_bandwidth,
-        flops_tok=shapes.linear_flops_per_token(arch) / split,
-        peak=peak_flops(gpu, ctx.checkpoint.precision, ctx.weight_only) * f.compute,
+        lin_tok=matmul_seconds_per_token(arch, gpu, ctx.checkpoint, ctx.kernel, f.dequant) / split / f.compute,
+        attn_peak=attention_peak(gpu, ctx.kv_precision) * f.compute,
+        floor=math.ceil(arch.num_hidden_layers / shape.pp) * f.layer_overhead_us * 1e-6,
         act_tok=activation_bytes_per_message(arch, 1),
         tp=tp, ep=ep, pp=pp,
     )
@@ -419,7 +452,7 @@ def _stage_parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> 
     Returns (seconds, TP all-reduce s, PP send s, EP all-to-all s) as plain floats: the solver
     calls this hundreds of thousands of times."""
     w_read, kv_read, lin_s, attn_s = _parts(st, seqs, new_tokens, context)
-    bound = max(w_read / st.hbm, lin_s) + max(kv_read / st.hbm, attn_s)
+    bound = max(w_read / st.hbm, lin_s) + max(kv_read / st.hbm, attn_s) + st.floor
     act = new_tokens * st.act_tok
     tp_s = st.tp[0] + st.tp[1] * act if st.tp[0] else 0.0
     ep_s = st.ep[0] + st.ep[1] * act if st.ep[0] else 0.0
@@ -498,7 +531,7 @@ class StepTerms:
     i.e. the parts of TPOT), averaged over plain and prefill-carrying iterations and summed
     over the pipeline stages. An iteration of a stage costs max(weight + KV reads, compute)
     plus the collectives, so ``bound_ms`` (that max) + the communication terms + the engine
-    overhead = TPOT."""
+    overhead (per iteration, and the fixed time per layer) = TPOT."""
 
     compute_ms: float  # FLOPs / achievable FLOP/s
     weight_read_ms: float  # weight bytes read / achievable HBM bandwidth
@@ -507,7 +540,7 @@ class StepTerms:
     tp_all_reduce_ms: float
     pp_p2p_ms: float
     ep_all_to_all_ms: float
-    overhead_ms: float  # the engine's per-iteration scheduling overhead
+    overhead_ms: float  # the engine's per-iteration scheduling overhead and the fixed time per layer
     bubble: float  # share of time a pipeline stage idles (decode)
 
     @property
@@ -522,7 +555,7 @@ def _parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[
     if st.experts:
         routed = max(new_tokens * st.dpa, 1e-9)  # the EP group sees the tokens of every attention rank
         w_read -= st.experts * st.idle_share ** routed
-    return w_read, seqs * st.kv[context], new_tokens * st.flops_tok / st.peak, new_tokens * st.attn[context] / st.peak
+    return w_read, seqs * st.kv[context], new_tokens * st.lin_tok, new_tokens * st.attn[context] / st.attn_peak
 
 
 def step_terms(p: Prepared, load: float) -> StepTerms:
@@ -544,7 +577,7 @@ def step_terms(p: Prepared, load: float) -> StepTerms:
     bound = avg(3)
     c = timing.comm
     return StepTerms(avg(2), avg(0), avg(1), bound, c.tp_all_reduce_ms, c.pp_p2p_ms, c.ep_all_to_all_ms,
-                     x.overhead * 1e3, timing.bubble)
+                     (x.overhead + pp * st.floor) * 1e3, timing.bubble)
 
 
 def predict_prepared(p: Prepared, load: float) -> Timing:

@@ -266,7 +266,6 @@ def job(res: Resolved, g: Group) -> Job:
     c, s = g.cand, g.cand.shape
     st = g.settings(res.max_context_length)
     spec = res.spec
-    mode = engines.capabilities()[c.engine].support(res.checkpoint.format, c.pool.gpu.architecture)
     return Job(
         model_id=spec.model.id, port=spec.deploy.port, version=spec.engine.version,
         extra_args=tuple(spec.engine.extra_args), checkpoint=res.checkpoint, kv_cache_dtype=res.kv_precision,
@@ -277,7 +276,7 @@ def job(res: Resolved, g: Group) -> Job:
         max_num_seqs=st.max_num_seqs, max_model_len=st.max_model_len,
         max_num_batched_tokens=st.max_num_batched_tokens, gpu_memory_utilization=st.gpu_memory_utilization,
         kv_cache_fraction=st.kv_cache_fraction, cuda_graph_max_batch=min(st.max_num_seqs, 1024),
-        weight_only=mode == "weight-only", phase=g.phase,
+        kernel=c.ctx.kernel, phase=g.phase,
         kv_transfer=engines.capabilities()[c.engine].kv_transfer if g.phase != "both" else "",
         static_memory_fraction=_static_fraction(g))
 

@@ -248,8 +248,8 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
                                       f"{cap.display} does not run on {pool.gpu.vendor.upper()} GPUs ({pool.gpu.key})"))
                 continue
             f = cm.factors(pool.gpu, engine, res.calibration)
-            mode = cap.support(res.checkpoint.format, pool.gpu.architecture)
-            ctx = cm.Context(arch, pool, res.checkpoint, res.kv_precision, engine, mode == "weight-only", f,
+            kernel = cap.support(res.checkpoint.format, pool.gpu.architecture) or "native"
+            ctx = cm.Context(arch, pool, res.checkpoint, res.kv_precision, engine, kernel, f,
                              spec.workload.input_tokens, spec.workload.output_tokens)
             for shape in _shapes(arch, pool, allow, cons.max_gpus):
                 c = _check(res, ctx, cap, shape, allow["replicas"], cons.max_gpus)
@@ -481,7 +481,7 @@ class _Evaluator:
             hw = (p.gpu.key, p.nodes, p.gpus_per_node, p.intra_node, p.nvlink_domain, p.inter_node, p.inter_node_gbps)
             ctx = c.ctx
             key = (c.shape, c.max_load, tuple((ch.tokens, ch.max_load) for ch in c.chunks), hw,
-                   ctx.arch.key, ctx.checkpoint, ctx.kv_precision, ctx.weight_only, ctx.factors,
+                   ctx.arch.key, ctx.checkpoint, ctx.kv_precision, ctx.kernel, ctx.factors,
                    ctx.input_tokens, ctx.output_tokens)
             i = self._ids[c] = self._keys.setdefault(key, len(self._keys))
         return i

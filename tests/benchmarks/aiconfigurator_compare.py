@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -485,6 +486,71 @@ def report(rows: list[Json]) -> str:
     return "\n".join(out)
 
 
+#: Corpus keys -> aiconfigurator's names, for scoring the published online rows (``--measured``).
+AIC_SYSTEMS = {"H100-SXM-80GB": "h100_sxm", "H200-SXM-141GB": "h200_sxm", "B200-SXM-180GB": "b200_sxm"}
+AIC_MODELS = {("deepseek-r1", "fp8"): "deepseek-ai/DeepSeek-R1", ("qwen3-235b-a22b", "bf16"): "Qwen/Qwen3-235B-A22B",
+              ("qwen3-235b-a22b", "fp8"): "Qwen/Qwen3-235B-A22B-FP8", ("gpt-oss-120b", "fp4"): "openai/gpt-oss-120b",
+              ("llama-3.1-70b", "bf16"): "meta-llama/Meta-Llama-3.1-70B",
+              ("llama-3.1-8b", "bf16"): "meta-llama/Meta-Llama-3.1-8B"}
+
+
+def measured(aic_python: str, tmp: Path) -> str:
+    """The published online rows (TTFT/TPOT measured at a fixed concurrency) that aiconfigurator
+    has data for, each predicted by aiconfigurator (its estimate of the row's layout at the row's
+    batch per rank) and by parc (the built-in calibration, as accuracy.py does): where the two
+    tools disagree, the measurement decides. Prints one line per row and the median errors."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from accuracy import HELD_OUT, split
+
+    from parc import calibrate as c
+
+    cal_rows, held, _ = split()
+    rows = [r for r in cal_rows + held if r.concurrency and r.tpot_ms and r.engine in ("trtllm", "vllm", "sglang")
+            and r.gpu.key in AIC_SYSTEMS and (r.arch.key, r.precision) in AIC_MODELS and r.shape.pp == 1]
+    items = []
+    for r in rows:
+        per_rank = max(1, math.ceil(r.concurrency / r.replicas / r.shape.dpa))
+        item: Json = {"model": AIC_MODELS[(r.arch.key, r.precision)], "system": AIC_SYSTEMS[r.gpu.key],
+                      "backend": r.engine, "isl": r.input_tokens, "osl": r.output_tokens, "tp": r.shape.tp,
+                      "pp": 1, "dp": r.shape.dpa, "batch": per_rank, "ctxTokens": c.BATCHED_TOKENS}
+        if r.arch.is_moe:
+            width = r.shape.tp * r.shape.dpa
+            item["moeEp"], item["moeTp"] = (r.shape.ep, width // r.shape.ep) if r.shape.ep > 1 else (1, width)
+        items.append(item)
+    scored, seconds = run_worker(aic_python, "score", {"items": items}, tmp, "measured")
+    results = scored.get("items") or [{"error": scored.get("error", "no result")}] * len(items)
+    lines = [f"{'row':48} {'split':9} {'conc':>5}  TPOT ms: measured   aic  parc   tok/s: measured     aic    parc"]
+    # (model kind, split) -> errors (predicted / measured - 1) of TPOT and tokens/s for both tools
+    err: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r, res in zip(rows, results):
+        p = c.predict(r, None)
+        split_name = "held-out" if r.source in HELD_OUT else "calibr."
+        if "error" in res or p is None:
+            lines.append(f"{r.id[:48]:48} {split_name:9} {r.concurrency:5.0f}  not scored: "
+                         f"{res.get('error', 'parc: does not fit')[:80]}")
+            continue
+        aic_tok = float(res["tokens/s"]) * r.replicas
+        for key in ((c.model_kind(r.arch), split_name), ("all", split_name), ("all", "all")):
+            e = err.setdefault(key, {"aic tpot": [], "parc tpot": [], "aic tok/s": [], "parc tok/s": []})
+            e["aic tpot"].append(float(res["tpot"]) / r.tpot_ms - 1)
+            e["parc tpot"].append(p.tpot_ms / r.tpot_ms - 1)
+            e["aic tok/s"].append(aic_tok / r.measured - 1)
+            e["parc tok/s"].append(p.throughput / r.measured - 1)
+        lines.append(f"{r.id[:48]:48} {split_name:9} {r.concurrency:5.0f}  {r.tpot_ms:14.1f} {float(res['tpot']):5.1f} "
+                     f"{p.tpot_ms:5.1f}   {r.measured:14.0f} {aic_tok:7.0f} {p.throughput:7.0f}")
+
+    def med(v: list[float]) -> str:
+        return f"{statistics.median(abs(x) for x in v) * 100:.0f}% (bias {statistics.median(v) * 100:+.0f}%)" if v else "-"
+
+    lines.append(f"\nmedian |error| against the measurements (aiconfigurator {seconds:.0f} s; parc's 'calibr.' rows "
+                 "were fitted on, its 'held-out' ones not):")
+    for (kind, split_name), e in sorted(err.items()):
+        lines.append(f"  {kind:5} {split_name:9} {len(e['aic tpot']):4d} rows  TPOT: aiconfigurator {med(e['aic tpot'])}, "
+                     f"parc {med(e['parc tpot'])}   tokens/s: aiconfigurator {med(e['aic tok/s'])}, "
+                     f"parc {med(e['parc tok/s'])}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, help="write the rows to this file")
@@ -492,6 +558,9 @@ def main() -> int:
     ap.add_argument("--disaggregation", choices=("off", "auto"), default="off",
                     help="auto: parc may choose a disaggregated plan (engines that deploy one); a disaggregated "
                          "choice is scored with aiconfigurator's disaggregated model against its best of either mode")
+    ap.add_argument("--measured", action="store_true",
+                    help="instead of the scenarios: both tools against the published online rows aiconfigurator "
+                         "has data for (measured TPOT and tokens/s at a fixed concurrency)")
     ap.add_argument("--aic-python", default=str(REPO / ".venv-aic" / "bin" / "python"),
                     help="python of the venv with aiconfigurator (default .venv-aic/bin/python)")
     args = ap.parse_args()
@@ -499,6 +568,10 @@ def main() -> int:
         print(f"{args.aic_python} not found; set it up with:\n  python3 -m venv .venv-aic && .venv-aic/bin/pip "
               "install -r tests/benchmarks/requirements-aiconfigurator.txt", file=sys.stderr)
         return 2
+    if args.measured:
+        with tempfile.TemporaryDirectory(prefix="parc-aic-") as tmpdir:
+            print(measured(args.aic_python, Path(tmpdir)))
+        return 0
     chosen = [s for s in SCENARIOS if not args.only or any(o in s.name for o in args.only)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="parc-aic-") as tmpdir:

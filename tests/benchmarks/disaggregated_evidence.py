@@ -61,13 +61,13 @@ def predict(r: dict[str, str]) -> Scored:
     shape = cm.Shape(int(r["tp"]), 1, int(r["ep"]), int(r["dp_attention"]))
     if r["phase"] == "prefill":
         inp = int(r["input_tokens"])
-        ctx = cm.Context(arch, pool, ckpt, r["precision"] if r["precision"] == "fp8" else "auto", engine, False, f,
+        ctx = cm.Context(arch, pool, ckpt, r["precision"] if r["precision"] == "fp8" else "auto", engine, "native", f,
                          inp, 1)
         sv = cm.prefill_service(cm.prepare(ctx, shape, int(r["prefill_tokens_per_gpu"])))
         value = sv.rate * inp / nodes
     else:
         context = int(r["context_tokens"])
-        ctx = cm.Context(arch, pool, ckpt, r["precision"] if r["precision"] == "fp8" else "auto", engine, False, f,
+        ctx = cm.Context(arch, pool, ckpt, r["precision"] if r["precision"] == "fp8" else "auto", engine, "native", f,
                          context, 1)
         load = int(r["batch_per_gpu"]) * shape.gpus
         tpot, _, _ = cm.decode_only(cm.prepare(ctx, shape, 2048), load)

@@ -138,6 +138,21 @@ def attention_flops(arch: ModelArch, query_tokens: float, context_tokens: float)
 
 
 @functools.lru_cache(maxsize=256)
+def linear_flops_by_kind(arch: ModelArch) -> dict[str, float]:
+    """FLOPs of the weight matmuls for one token by the layer kind a checkpoint quantizes
+    (``Checkpoint.layer_bytes``): ``attention`` projections, ``mlp`` (dense MLPs and shared
+    experts), ``experts`` (the top-k routed experts a token passes through) and ``other``
+    (LM head, routers, norms), which stays 16-bit. They sum to
+    :func:`linear_flops_per_token`."""
+    bd = breakdown(arch)
+    layers, moe_layers = arch.num_hidden_layers, arch.moe_layers
+    attention = layers * bd.attention_per_layer
+    mlp = (layers - moe_layers) * bd.dense_mlp_per_layer + moe_layers * bd.shared_experts_per_layer
+    experts = moe_layers * arch.experts_per_token * bd.expert
+    other = bd.active(arch) - bd.embedding - attention - mlp - experts
+    return {"attention": 2.0 * attention, "mlp": 2.0 * mlp, "experts": 2.0 * experts, "other": 2.0 * other}
+
+
 def linear_flops_per_token(arch: ModelArch) -> float:
     """FLOPs of the weight matmuls for one token: 2 x active parameters without the
     input embedding (a lookup, not a matmul)."""

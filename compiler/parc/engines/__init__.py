@@ -68,9 +68,12 @@ class Rule:
 class Capabilities:
     """What an engine release can express (``data/<engine>.toml``).
 
-    ``formats`` maps a checkpoint format to the GPU architectures that run it, each
-    ``native`` (tensor cores of that precision) or ``weight-only`` (weights dequantized to
-    16 bit in the kernel, e.g. Marlin). ``multi_node`` lists the documented forms of a
+    ``formats`` maps a checkpoint format to the GPU architectures that run it, each with the
+    kernel the release uses there by default (:data:`KERNELS`): ``native`` (tensor cores of
+    the format's precision), ``a8`` (4-bit weights against 8-bit activations: FP8 tensor
+    cores), ``a16`` (the GPU has tensor cores for the format but the release's default kernel
+    keeps 16-bit activations) or ``weight-only`` (no tensor cores for the format: weights
+    dequantized to 16 bit in the kernel, e.g. Marlin). ``multi_node`` lists the documented forms of a
     replica that spans nodes: ``ray`` (one engine over a Ray cluster), ``mpi`` (one MPI rank
     per GPU), ``dp`` (one engine process per node, data-parallel ranks, headless workers),
     ``nnodes`` (one engine process per node of one distributed world: SGLang --nnodes).
@@ -99,12 +102,16 @@ class Capabilities:
     router: dict[str, str] | None = None  # [router] of the data file: package, image, source
 
     def support(self, fmt: str, architecture: str) -> str | None:
-        """``native``, ``weight-only`` or None: how this engine runs ``fmt`` on ``architecture``."""
+        """The kernel (one of :data:`KERNELS`) this engine runs ``fmt`` with on ``architecture``,
+        None where it does not run it."""
         return self.formats.get(fmt, {}).get(architecture)
 
     def rule(self, rule_id: str) -> Rule:
         return self.rules[rule_id]
 
+
+#: How a release runs a checkpoint format's quantized layers (``formats`` of the data files).
+KERNELS = ("native", "a8", "a16", "weight-only")
 
 #: Rule ids the solver and plan stage know how to check (data files may only use these).
 KNOWN_RULES = (
@@ -128,6 +135,11 @@ def capabilities() -> dict[str, Capabilities]:
                 raise ValueError(f"engines/data/{name}.toml: unknown rule id {r['id']!r}")
             rules[r["id"]] = Rule(r["id"], r["text"], r["source"])
         formats = {f["format"]: dict(sorted(f["architectures"].items())) for f in raw.get("formats", [])}
+        for fmt, archs in formats.items():
+            for arch_name, kernel in archs.items():
+                if kernel not in KERNELS:
+                    raise ValueError(f"engines/data/{name}.toml: format {fmt!r} on {arch_name}: unknown kernel "
+                                     f"{kernel!r} (one of {', '.join(KERNELS)})")
         out[name] = Capabilities(
             name=name, display=e["display"], vendors=tuple(e["vendors"]), kv_cache=tuple(e["kv_cache"]),
             pipeline_parallel=e["pipeline_parallel"], expert_parallel=e["expert_parallel"],
@@ -169,7 +181,7 @@ class Job:
     gpu_memory_utilization: float
     kv_cache_fraction: float  # share of the memory free after weights and activations that the KV cache takes
     cuda_graph_max_batch: int
-    weight_only: bool  # the GPU runs the checkpoint's format weight-only (dequantized kernels)
+    kernel: str  # how the quantized layers run (KERNELS): native | a8 | a16 | weight-only
     phase: str = "both"  # both (aggregated) | prefill | decode (an instance of a disaggregated plan)
     kv_transfer: str = ""  # the KV-cache transfer backend between prefill and decode instances
     # (weights + KV cache) / physical memory of a GPU: the static pool SGLang's --mem-fraction-static
@@ -280,6 +292,22 @@ def get(name: str) -> Engine:
     if name not in ENGINES:
         raise KeyError(name)
     return importlib.import_module(f"parc.engines.{name}").ENGINE  # type: ignore[no-any-return]
+
+
+def kernel_notes(display: str, job: Job) -> list[str]:
+    """What the plan says when the engine's kernel runs the checkpoint's quantized layers below
+    the format's own tensor-core rate (the cost model prices them the same way)."""
+    fmt, arch = job.checkpoint.format, job.gpu_architecture
+    if job.kernel == "weight-only":
+        return [f"{display} runs this {fmt} checkpoint with weight-only kernels on {arch} GPUs "
+                f"(no {job.checkpoint.precision} tensor cores): GEMMs at 16-bit rate"]
+    if job.kernel == "a16":
+        return [f"{display} runs this {fmt} checkpoint's quantized layers with 16-bit activations on {arch} GPUs "
+                f"(its default kernel): GEMMs at 16-bit rate"]
+    if job.kernel == "a8":
+        return [f"{display} runs this {fmt} checkpoint's quantized layers against 8-bit activations on {arch} "
+                f"GPUs: GEMMs at FP8 rate"]
+    return []
 
 
 def env_pairs(*maps: dict[str, str]) -> tuple[tuple[str, str], ...]:

@@ -26,8 +26,8 @@ for a language model it runs the same ``prepare_server_args`` + ``run_server``
 
 from __future__ import annotations
 
-from parc.engines import (HEAD_ADDR, KV_PORT, NODE_RANK, PORT, ConfigFile, Job, Process, RouterJob, env_pairs, num,
-                          release_image, router_instances)
+from parc.engines import (HEAD_ADDR, KV_PORT, NODE_RANK, PORT, ConfigFile, Job, Process, RouterJob, env_pairs,
+                          kernel_notes, num, release_image, router_instances)
 
 #: port of the first node's torch.distributed rendezvous (--dist-init-addr HEAD:PORT), as SGLang's
 #: multi-node docs use it; with attention DP SGLang also takes the ports just above it
@@ -105,9 +105,7 @@ class Sglang:
             if job.ep == 1:
                 out.append(f"SGLang: no --ep-size, so the experts are tensor-sharded over the {job.tp * job.dpa} GPUs "
                            "(SGLang's DeepSeek guide runs DP attention this way; chosen over EP by the cost model)")
-        if job.weight_only:
-            out.append(f"SGLang runs this {job.checkpoint.format} checkpoint with weight-only kernels on "
-                       f"{job.gpu_architecture} GPUs (no {job.checkpoint.precision} tensor cores): GEMMs at 16-bit rate")
+        out += kernel_notes("SGLang", job)
         if job.vendor == "amd" and job.gpu_architecture == "cdna4":
             out.append("SGLang on MI350X/MI355X: use the release's -rocm10-mi35x image (engine.image); the default is "
                        "the -mi30x build for MI300X/MI325X")

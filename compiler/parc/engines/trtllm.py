@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from parc.engines import CONFIG_DIR, PORT, ConfigFile, Job, Process, env_pairs, num
+from parc.engines import CONFIG_DIR, PORT, ConfigFile, Job, Process, env_pairs, kernel_notes, num
 
 OPTIONS = "trtllm-extra-llm-api-options.yaml"
 #: MoE backend by (checkpoint format, GPU architecture) where the default (CUTLASS) does not run
@@ -87,6 +87,7 @@ class Trtllm:
         if backend:
             out.append(f"TensorRT-LLM: moe_config.backend {backend} for {job.checkpoint.format} experts on "
                        f"{job.gpu_architecture} (the default CUTLASS backend does not run them)")
+        out += kernel_notes("TensorRT-LLM", job)
         return tuple(out)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 
 from parc.engines import (DP_START_RANK, HEAD_ADDR, KV_PORT, NODE_ADDR, PORT, ConfigFile, Job, Process, RouterJob,
-                          env_pairs, num, release_image, router_instances)
+                          env_pairs, kernel_notes, num, release_image, router_instances)
 
 RAY_PORT = 6379
 DP_RPC_PORT = 13345
@@ -92,9 +92,7 @@ class Vllm:
         if job.dpa > 1 and job.ep == 1:
             out.append(f"vLLM: no --enable-expert-parallel, so the experts are tensor-sharded over tp x dp = "
                        f"{job.tp * job.dpa} GPUs (chosen over EP by the cost model)")
-        if job.weight_only:
-            out.append(f"vLLM runs this {job.checkpoint.format} checkpoint with weight-only kernels on "
-                       f"{job.gpu_architecture} GPUs (no {job.checkpoint.precision} tensor cores): GEMMs at 16-bit rate")
+        out += kernel_notes("vLLM", job)
         return tuple(out)
 
 

@@ -19,7 +19,7 @@ exec sglang serve \
     --pp-size 4 \
     --attn-dp-size 2 \
     --context-length 8192 \
-    --max-running-requests 128 \
+    --max-running-requests 112 \
     --chunked-prefill-size 32768 \
     --mem-fraction-static 0.845 \
     --kv-cache-dtype auto \

@@ -9,10 +9,10 @@ exec sglang serve \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
     --tp-size 2 \
-    --pp-size 4 \
+    --pp-size 2 \
     --attn-dp-size 2 \
     --context-length 16384 \
-    --max-running-requests 632 \
+    --max-running-requests 390 \
     --chunked-prefill-size 4096 \
     --mem-fraction-static 0.867 \
     --kv-cache-dtype auto \
