@@ -135,6 +135,25 @@ def test_an_mxfp8_activation_kernel_predicts_faster_than_a_bf16_one(write):
     assert rates["trtllm"] < rates["vllm"]
 
 
+def test_trtllm_attention_dp_balances_contexts_as_its_performance_overview_runs_deepseek(write):
+    path = spec(write, "deepseek-ai/DeepSeek-R1", gpu="H200-SXM-141GB", engine="trtllm")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("constraints: {tp: 1, dpAttention: 8}\n")
+    _, arts = compile_spec(path, ("launch",))
+    files = {a.path: a.content for a in arts}
+    opts = files["launch/trtllm-extra-llm-api-options.yaml"]
+    assert "enable_attention_dp: true" in opts and "attention_dp_config:" in opts
+    assert "enable_balance: true" in opts and "timeout_iters: 60" in opts and "batching_wait_iters: 0" in opts
+    plan = json.loads(files["plan.json"])
+    assert any("attention_dp_config.enable_balance" in n and "8 attention-DP ranks" in n for n in plan["notes"])
+    # without attention DP there is nothing to balance
+    plain = spec(write, "deepseek-ai/DeepSeek-R1", gpu="H200-SXM-141GB", engine="trtllm")
+    with open(plain, "a", encoding="utf-8") as fh:
+        fh.write("constraints: {tp: 8}\n")
+    _, arts = compile_spec(plain, ("launch",))
+    assert "attention_dp_config" not in {a.path: a.content for a in arts}["launch/trtllm-extra-llm-api-options.yaml"]
+
+
 def test_trtllm_max_batch_size_is_per_pipeline_micro_batch(write):
     # TensorRT-LLM admits pp x max_batch_size requests (PyTorchModelEngine.get_max_num_sequences):
     # parc writes maxNumSeqs / pp so the requests in flight are the planned maxNumSeqs

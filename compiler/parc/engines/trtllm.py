@@ -30,6 +30,15 @@ MOE_BACKEND = {("mxfp4", "hopper"): "TRITON", ("mxfp4", "blackwell"): "TRTLLM",
                ("fp8-block", "blackwell"): "DEEPGEMM"}
 
 
+#: Attention-DP context balancing as TensorRT-LLM's performance overview (release 1.2,
+#: "Reproducing Benchmarked Results", DeepSeek R1 llm_options) runs DEP: a rank's prompts wait
+#: until every attention-DP rank has one, so the ranks prefill in the same iterations instead
+#: of stalling one another at every MoE layer, for at most ``timeout_iters`` iterations
+#: (llmapi/llm_args.py AttentionDpConfig; its default is balancing off). The corpus's DEP rows
+#: were measured this way.
+ATTENTION_DP_BALANCE = {"enable_balance": True, "batching_wait_iters": 0, "timeout_iters": 60}
+
+
 def micro_batch(job: Job) -> int:
     """``max_batch_size``: the sequences of one micro-batch (``maxNumSeqs`` over the stages)."""
     return -(-job.max_num_seqs // job.pp)
@@ -51,6 +60,7 @@ class Trtllm:
         }
         if job.dpa > 1:
             opts["enable_attention_dp"] = True
+            opts["attention_dp_config"] = dict(ATTENTION_DP_BALANCE)
         backend = MOE_BACKEND.get((job.checkpoint.format, job.gpu_architecture))
         if backend and job.ep >= 1 and job.checkpoint.quantized in ("experts", "all"):
             opts["moe_config"] = {"backend": backend}
@@ -87,6 +97,11 @@ class Trtllm:
         if backend:
             out.append(f"TensorRT-LLM: moe_config.backend {backend} for {job.checkpoint.format} experts on "
                        f"{job.gpu_architecture} (the default CUTLASS backend does not run them)")
+        if job.dpa > 1:
+            out.append(f"TensorRT-LLM: attention_dp_config.enable_balance, as its performance overview runs DeepSeek-R1: "
+                       f"a prompt waits until each of the {job.dpa} attention-DP ranks has one to prefill, at most "
+                       f"{ATTENTION_DP_BALANCE['timeout_iters']} iterations, so at low load TTFT can exceed the "
+                       "prediction by up to that many decode steps")
         out += kernel_notes("TensorRT-LLM", job)
         return tuple(out)
 
