@@ -23,10 +23,23 @@ COMPILABLE = [p for p in example_specs() if "int4-1xh200" not in p.name]
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(offsets: tuple[int, ...] = (0,)) -> int:
+    """A free port (with ``base + offset`` free for every offset) below the kernel's ephemeral
+    range: srun and slurmd take ephemeral ports for their own connections while a job starts, and
+    one landing on a port the job's engine is about to serve on fails it (seen once in CI)."""
+    import random
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    top = max(offsets)
+    for _ in range(500):
+        base = rng.randrange(10000, max(10001, low - top - 1))
+        if all(_free(base + d) for d in offsets):
+            return base
+    raise RuntimeError("no free ports below the ephemeral range")
 
 
 def variant(spec: Path, tmp: Path, engine: str = "auto", port: int | None = None) -> Path:
@@ -171,12 +184,8 @@ def one_node(spec: Path, tmp: Path, port: int) -> Path | None:
 
 
 def free_ports(n: int) -> int:
-    """A base port with ``n`` free ports from it up."""
-    for _ in range(50):
-        base = free_port()
-        if base + n < 65535 and all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no run of free ports")
+    """A base port with ``n`` free ports from it up (below the ephemeral range, see free_port)."""
+    return free_port(tuple(range(n)))
 
 
 def _free(port: int) -> bool:
@@ -281,11 +290,7 @@ deploy:
 
 def pd_port() -> int:
     """A router port whose instance ports (+100 prefill, +200 decode) are free too."""
-    for _ in range(200):
-        base = free_port()
-        if base + 1200 < 65535 and all(_free(base + d) for d in (100, 200)):
-            return base
-    raise RuntimeError("no free router/instance ports")
+    return free_port((0, 100, 200, 1200))
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
