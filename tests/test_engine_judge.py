@@ -42,7 +42,7 @@ def run_judge(cases: list[dict]) -> list[dict]:
     return run_harness(judge_python(), HARNESS, cases, 1800)
 
 
-def _substitute(argv: tuple[str, ...], config_dir: str, local_ranks: int = 8) -> list[str]:
+def _substitute(argv: tuple[str, ...], config_dir: str, local_ranks: int) -> list[str]:
     """argv with the launch script's values: the second node's first data-parallel rank is
     NODE_RANK x the data-parallel ranks a node holds, as the generated script computes it."""
     return substitute(argv, {**VALUES, engines.CONFIG_DIR: config_dir,

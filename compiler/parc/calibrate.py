@@ -184,10 +184,14 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
     return rows, skipped
 
 
+def _checkpoint(row: Row) -> Checkpoint:
+    """The checkpoint a row measured: the one it names, else the usual one of its precision."""
+    return row.checkpoint or assumed_checkpoint("", row.arch.key, row.precision, "benchmark row")
+
+
 def _kernel(row: Row) -> str:
     """How the row's engine runs its checkpoint's quantized layers on its GPU (engines.KERNELS)."""
-    ckpt = row.checkpoint or assumed_checkpoint("", row.arch.key, row.precision, "benchmark row")
-    return capabilities()[_engine(row)].support(ckpt.format, row.gpu.architecture) or "native"
+    return capabilities()[_engine(row)].support(_checkpoint(row).format, row.gpu.architecture) or "native"
 
 
 def _engine(row: Row) -> str:
@@ -213,7 +217,7 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
                         "infiniband" if row.nodes > 1 else "none", 400.0 if row.nodes > 1 else 0.0, "none", ())
     engine = _engine(row)
     f = cm.factors(row.gpu, engine, cal)
-    ckpt = row.checkpoint or assumed_checkpoint("", row.arch.key, row.precision, "benchmark row")
+    ckpt = _checkpoint(row)
     ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, _kernel(row), f, row.input_tokens, row.output_tokens)
     mem = cm.memory(row.arch, row.gpu, row.shape, ckpt, f, utilization=UTILIZATION,
                     batched_tokens=BATCHED_TOKENS, max_seqs=256)
@@ -387,7 +391,7 @@ def fit(rows: list[Row], base: dict[str, Any] | None = None, rounds: int = 3) ->
         steps = [math.sqrt(s) for s in steps]
         if not improved:
             break
-    if not any(_kernel(r) in ("a16", "weight-only") for r in rows):
+    if not any(_kernel(r) in cm.DEQUANT_KERNELS for r in rows):
         del cal["dequant"]  # nothing measured it: the built-in value stands
     return _rounded(cal)
 

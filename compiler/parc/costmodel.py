@@ -285,12 +285,21 @@ def peak_flops(gpu: GpuSpec, precision: str) -> float:
     return float(table.get(precision) or half) * 1e12
 
 
+#: Kernels that dequantize the weights to 16 bit in their main loop (engines.KERNELS)
+DEQUANT_KERNELS = ("a16", "weight-only")
+
+
+def _quantized(ckpt: Checkpoint, kind: str) -> bool:
+    """The checkpoint stores the layer kind below 16 bit (``other`` never is)."""
+    return kind != "other" and ckpt.layer_bytes(kind) < 2.0
+
+
 def compute_precision(ckpt: Checkpoint, kind: str, kernel: str) -> str:
     """The precision the GEMMs of one layer kind (``shapes.linear_flops_by_kind``) run at:
     16-bit where the checkpoint leaves the kind unquantized or the engine's kernel keeps 16-bit
     activations (``a16``, ``weight-only``), FP8 for 4-bit weights against 8-bit activations
     (``a8``), else the checkpoint's precision."""
-    if kind == "other" or ckpt.layer_bytes(kind) >= 2.0 or kernel in ("a16", "weight-only"):
+    if not _quantized(ckpt, kind) or kernel in DEQUANT_KERNELS:
         return "bf16"
     return "fp8" if kernel == "a8" else ckpt.precision
 
@@ -303,7 +312,7 @@ def matmul_seconds_per_token(arch: ModelArch, gpu: GpuSpec, ckpt: Checkpoint, ke
     out = 0.0
     for kind, fl in shapes.linear_flops_by_kind(arch).items():
         rate = peak_flops(gpu, compute_precision(ckpt, kind, kernel))
-        if kernel in ("a16", "weight-only") and kind != "other" and ckpt.layer_bytes(kind) < 2.0:
+        if kernel in DEQUANT_KERNELS and _quantized(ckpt, kind):
             rate *= dequant
         out += fl / rate
     return out
