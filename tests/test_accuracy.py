@@ -165,3 +165,16 @@ def test_a_row_can_name_its_checkpoint(tmp_path):
     assert plain.checkpoint is None
     # MXFP4 weights leave far more room for the KV cache than FP8 ones: a larger best batch
     assert c.predict(named, None).load > 2 * c.predict(plain, None).load
+
+
+def test_requests_beyond_the_kv_capacity_queue_as_measured():
+    """NIM's Llama-3.3-70B runs (2 x H100, 5000/500) hold ITL at 93 ms from 100 concurrent
+    requests on while TTFT grows to 89 s: the KV cache is full and requests queue. parc predicts
+    the plateau and the waiting (closed-loop Little's law) from its memory model."""
+    rows, _ = cal.read_rows(CORPUS)
+    nim = [r for r in rows if r.source == "nvidia-nim-bench-llama33-70b" and r.concurrency >= 100]
+    assert len(nim) == 4
+    for r in nim:
+        p = cal.predict(r, builtin_calibration())
+        assert abs(p.tpot_ms / r.tpot_ms - 1) < 0.05, (r.concurrency, p.tpot_ms, r.tpot_ms)
+        assert abs(p.ttft_ms / r.ttft_ms - 1) < 0.30, (r.concurrency, p.ttft_ms, r.ttft_ms)

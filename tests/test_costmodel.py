@@ -172,3 +172,25 @@ def test_layer_overhead_is_a_floor_per_layer_of_each_stage():
         t0, t1 = cm.predict(base, shape, 1, 4096), cm.predict(more, shape, 1, 4096)
         # 80 layers x 100 us more per decode step, whether the layers sit in one stage or two
         assert t1.tpot_s - t0.tpot_s == pytest.approx(80 * 100e-6, rel=0.02)
+
+
+def test_closed_loop_clients_beyond_the_kv_capacity_queue():
+    from parc.resolve import ResolvedPool
+
+    gpu = catalog.gpus().get("H100-SXM-80GB")
+    pool = ResolvedPool(0, "p", gpu, 1, 8, "nvlink", 8, "none", 0, "none")
+    ckpt = catalog.assumed_checkpoint("", LLAMA3_70B.key, "bf16", "")
+    ctx = cm.Context(LLAMA3_70B, pool, ckpt, "auto", "vllm", "native", cm.factors(gpu, "vllm"), 5000, 500)
+    p = cm.prepare(ctx, cm.Shape(4, 1, 1, 1), 8192)
+    assert cm.predict_closed_loop(p, 30, 80) == cm.predict_prepared(p, 30)  # within capacity: no queue
+    at_cap = cm.predict_prepared(p, 80)
+    prev = at_cap.ttft_s
+    for clients in (120, 160, 240):
+        t = cm.predict_closed_loop(p, clients, 80)
+        # 80 run (TPOT and throughput stay at the capacity's); the rest wait for a slot, which frees
+        # at 80 requests per service time (Little's law)
+        assert (t.tpot_s, t.throughput) == (at_cap.tpot_s, at_cap.throughput)
+        service = at_cap.ttft_s + 500 * at_cap.tpot_s
+        assert t.ttft_s == pytest.approx(at_cap.ttft_s + (clients - 80) / 80 * service)
+        assert t.ttft_s > prev
+        prev = t.ttft_s

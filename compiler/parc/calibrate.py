@@ -229,7 +229,8 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     prep = cm.prepare(ctx, row.shape, BATCHED_TOKENS)
     if row.concurrency:
         load = max(1.0, row.concurrency / row.replicas)
-        t = cm.predict_prepared(prep, load)
+        t = cm.predict_closed_loop(prep, load, max_load)  # beyond the KV cache's sequences, requests queue
+        load = min(load, float(max_load))
     else:  # offline: the load that maximises throughput within memory
         best = None
         load = float(max_load)
@@ -428,6 +429,8 @@ CLASSES = ("attention-dp", "ep", "multi-node", "pp", "tp", "single-gpu")
 #: A band needs this many held-out measurements; with fewer the plan says "few measurements"
 #: and widens it (see :func:`band_for`).
 MIN_BAND_ROWS = 10
+#: The share of held-out online rows whose measured TPOT the TPOT headroom covers
+HEADROOM_COVERAGE = 0.75
 
 
 def config_class(shape: cm.Shape, nodes_per_replica: int) -> str:
@@ -464,6 +467,13 @@ def _band(group: list[Scored]) -> dict[str, float]:
             out[f"{name}Rows"] = len(err)
             out[f"{name}MedianApe"] = round(_pct(err, 0.5), 3)
             out[f"{name}P90Ape"] = round(_pct(err, 0.9), 3)
+    # how far measured TPOT (TTFT) exceeds the prediction in 3 rows of 4: the TPOT headroom reads
+    # it, and plans with a TTFT target say it
+    for name, pairs in (("tpot", [(s.pred.tpot_ms, s.row.tpot_ms) for s in group]),
+                        ("ttft", [(s.pred.ttft_ms, s.row.ttft_ms) for s in group])):
+        excess = [meas / pred - 1 for pred, meas in pairs if meas and 0 < pred < math.inf]
+        if excess:
+            out[f"{name}P75Excess"] = round(_pct(excess, HEADROOM_COVERAGE), 3)
     return out
 
 
@@ -585,5 +595,5 @@ def _check_numbers(path: Path, node: Any, where: tuple[str, ...]) -> None:
             raise ValueError(f"{path}: {name} is {node}; every number must be finite")
         if where and where[0] in _FACTOR_SECTIONS and not 0 < node <= 1.5:
             raise ValueError(f"{path}: {name} is {node}; an efficiency factor is a fraction of the peak in (0, 1.5]")
-        if node < 0 and where[-1] != "bias":  # a bias (predicted/measured - 1) may be negative
+        if node < 0 and where[-1] not in ("bias", "tpotP75Excess", "ttftP75Excess"):  # x/y - 1 may be negative
             raise ValueError(f"{path}: {name} is {node}; it must not be negative")

@@ -631,6 +631,24 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     return Timing(ttft, tpot, step, p.prefill_alone_s, throughput, c, bubble, batched_tokens)
 
 
+def predict_closed_loop(p: Prepared, clients: float, capacity: int) -> Timing:
+    """One replica serving ``clients`` closed-loop clients (each sends its next request when the
+    last one ends) when at most ``capacity`` sequences run at once (the KV cache's sequences):
+    beyond it the engine queues the surplus. The ``capacity`` running sequences behave as
+    predict_prepared says; a queued request waits W = (clients - capacity) x S / capacity
+    (Little's law: the queue's length over the rate at which slots free, capacity requests per
+    service time S = TTFT + output x TPOT), so TTFT grows with the surplus while TPOT and
+    throughput stay at the capacity's."""
+    running = min(clients, float(capacity))
+    t = predict_prepared(p, running)
+    if clients <= running or not math.isfinite(t.ttft_s):
+        return t
+    service = t.ttft_s + p.ctx.output_tokens * t.tpot_s
+    wait = (clients - running) * service / running
+    return Timing(t.ttft_s + wait, t.tpot_s, t.step_s, t.prefill_s, t.throughput, t.comm, t.bubble,
+                  t.batched_tokens)
+
+
 # ----------------------------------------------------------------------------- disaggregated serving
 
 

@@ -207,13 +207,25 @@ def _rejected(r: Rejection) -> dict[str, Any]:
 def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> list[str]:
     """Sentences that explain choices a reader would question (TP over PCIe, PP, EP, the
     chunk budget, engine-specific settings)."""
-    from parc.solver import tpot_headroom
+    from parc.calibrate import HEADROOM_COVERAGE, MIN_BAND_ROWS
+    from parc.solver import kind_band, tpot_headroom
 
     out = []
     (margin, why), target = tpot_headroom(res), res.spec.slo.tpot_ms
     if margin and target:
         out.append(f"TPOT planned at <= {target * (1 - margin):.1f} ms: the {target:g} ms target less {margin * 100:.0f}% "
                    f"headroom, {why}, so a plan at the edge still meets the target when the model errs by that much")
+    kind, band, _ = kind_band(res)
+    late = band.get("ttftP75Excess")
+    if res.spec.slo.ttft_ms and isinstance(late, (int, float)) and late > TTFT_WARN_EXCESS \
+            and band.get("ttftRows", 0) >= MIN_BAND_ROWS:
+        worst = max((g.timing.ttft_s * 1e3 for g in sol.groups), default=0.0)
+        out.append(f"TTFT is checked against the cost model's prediction, which is optimistic on {kind} models: in "
+                   f"{HEADROOM_COVERAGE * 4:.0f} of 4 held-out online rows measured TTFT is at most {1 + late:.1f}x the "
+                   f"prediction ({band['ttftRows']} rows), and it is larger in the rest (the model leaves out the serving "
+                   f"path before the first token: HTTP, scheduling, prefill kernels launched one by one; and bursts of "
+                   f"arrivals); the plan's {worst:.0f} ms would be {worst * (1 + late):.0f} ms against the "
+                   f"{res.spec.slo.ttft_ms:g} ms target, so confirm slo.ttftMs with a measurement")
     conc = res.spec.workload.concurrency
     if conc is not None and res.spec.slo.objective == "throughput":
         loads = ", ".join(f"{g.cand.pool.name} {g.replicas} x {g.load:g}" for g in sol.groups)
@@ -501,6 +513,10 @@ def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
         "errorBand": error,
     }
 
+
+#: Plans with a TTFT target say how optimistic TTFT predictions are when measured TTFT exceeds
+#: them by more than this in a quarter of the held-out online rows of the model's kind.
+TTFT_WARN_EXCESS = 0.25
 
 #: TPOT bands are printed when the class has this many held-out TPOT measurements.
 MIN_TIMING_ROWS = 5

@@ -18,7 +18,7 @@ exec sglang serve \
     --pp-size 2 \
     --attn-dp-size 8 \
     --context-length 8192 \
-    --max-running-requests 1368 \
+    --max-running-requests 1376 \
     --chunked-prefill-size 16384 \
     --mem-fraction-static 0.866 \
     --kv-cache-dtype auto \

@@ -11,7 +11,7 @@ exec vllm serve meta-llama/Llama-3.1-8B-Instruct \
     --tensor-parallel-size 1 \
     --pipeline-parallel-size 2 \
     --max-model-len 8192 \
-    --max-num-seqs 67 \
+    --max-num-seqs 80 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \
