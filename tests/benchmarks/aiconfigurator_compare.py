@@ -519,8 +519,9 @@ def measured(aic_python: str, tmp: Path) -> str:
         items.append(item)
     scored, seconds = run_worker(aic_python, "score", {"items": items}, tmp, "measured")
     results = scored.get("items") or [{"error": scored.get("error", "no result")}] * len(items)
-    lines = [f"{'row':48} {'split':9} {'conc':>5}  TPOT ms: measured   aic  parc   tok/s: measured     aic    parc"]
-    # (model kind, split) -> errors (predicted / measured - 1) of TPOT and tokens/s for both tools
+    lines = [f"{'row':48} {'split':9} {'conc':>5}  TPOT ms: measured   aic  parc   tok/s: measured     aic    parc"
+             f"   TTFT ms: measured    aic   parc"]
+    # (model kind, split) -> errors (predicted / measured - 1) of TPOT, tokens/s and TTFT for both tools
     err: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r, res in zip(rows, results):
         p = c.predict(r, None)
@@ -531,13 +532,18 @@ def measured(aic_python: str, tmp: Path) -> str:
             continue
         aic_tok = float(res["tokens/s"]) * r.replicas
         for key in ((c.model_kind(r.arch), split_name), ("all", split_name), ("all", "all")):
-            e = err.setdefault(key, {"aic tpot": [], "parc tpot": [], "aic tok/s": [], "parc tok/s": []})
+            e = err.setdefault(key, {k: [] for k in ("aic tpot", "parc tpot", "aic tok/s", "parc tok/s",
+                                                     "aic ttft", "parc ttft")})
             e["aic tpot"].append(float(res["tpot"]) / r.tpot_ms - 1)
             e["parc tpot"].append(p.tpot_ms / r.tpot_ms - 1)
             e["aic tok/s"].append(aic_tok / r.measured - 1)
             e["parc tok/s"].append(p.throughput / r.measured - 1)
+            if r.ttft_ms:
+                e["aic ttft"].append(float(res["ttft"]) / r.ttft_ms - 1)
+                e["parc ttft"].append(p.ttft_ms / r.ttft_ms - 1)
+        ttft = f"   {r.ttft_ms:15.0f} {float(res['ttft']):6.0f} {p.ttft_ms:6.0f}" if r.ttft_ms else ""
         lines.append(f"{r.id[:48]:48} {split_name:9} {r.concurrency:5.0f}  {r.tpot_ms:14.1f} {float(res['tpot']):5.1f} "
-                     f"{p.tpot_ms:5.1f}   {r.measured:14.0f} {aic_tok:7.0f} {p.throughput:7.0f}")
+                     f"{p.tpot_ms:5.1f}   {r.measured:14.0f} {aic_tok:7.0f} {p.throughput:7.0f}{ttft}")
 
     def med(v: list[float]) -> str:
         return f"{statistics.median(abs(x) for x in v) * 100:.0f}% (bias {statistics.median(v) * 100:+.0f}%)" if v else "-"
@@ -547,7 +553,8 @@ def measured(aic_python: str, tmp: Path) -> str:
     for (kind, split_name), e in sorted(err.items()):
         lines.append(f"  {kind:5} {split_name:9} {len(e['aic tpot']):4d} rows  TPOT: aiconfigurator {med(e['aic tpot'])}, "
                      f"parc {med(e['parc tpot'])}   tokens/s: aiconfigurator {med(e['aic tok/s'])}, "
-                     f"parc {med(e['parc tok/s'])}")
+                     f"parc {med(e['parc tok/s'])}   TTFT ({len(e['aic ttft'])} rows): aiconfigurator "
+                     f"{med(e['aic ttft'])}, parc {med(e['parc ttft'])}")
     return "\n".join(lines)
 
 
@@ -560,7 +567,7 @@ def main() -> int:
                          "choice is scored with aiconfigurator's disaggregated model against its best of either mode")
     ap.add_argument("--measured", action="store_true",
                     help="instead of the scenarios: both tools against the published online rows aiconfigurator "
-                         "has data for (measured TPOT and tokens/s at a fixed concurrency)")
+                         "has data for (measured TPOT, tokens/s and TTFT at a fixed concurrency)")
     ap.add_argument("--aic-python", default=str(REPO / ".venv-aic" / "bin" / "python"),
                     help="python of the venv with aiconfigurator (default .venv-aic/bin/python)")
     args = ap.parse_args()
