@@ -224,8 +224,8 @@ def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> l
                    f"{HEADROOM_COVERAGE * 4:.0f} of 4 held-out online rows measured TTFT is at most {1 + late:.1f}x the "
                    f"prediction ({band['ttftRows']} rows), and it is larger in the rest (the model leaves out the serving "
                    f"path before the first token: HTTP, scheduling, prefill kernels launched one by one; and bursts of "
-                   f"arrivals); the plan's {worst:.0f} ms would be {worst * (1 + late):.0f} ms against the "
-                   f"{res.spec.slo.ttft_ms:g} ms target, so confirm slo.ttftMs with a measurement")
+                   f"arrivals); if the plan's TTFT errs as those rows do, its {worst:.0f} ms is {worst * (1 + late):.0f} ms "
+                   f"against the {res.spec.slo.ttft_ms:g} ms target, so confirm slo.ttftMs with a measurement")
     conc = res.spec.workload.concurrency
     if conc is not None and res.spec.slo.objective == "throughput":
         loads = ", ".join(f"{g.cand.pool.name} {g.replicas} x {g.load:g}" for g in sol.groups)
