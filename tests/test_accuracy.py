@@ -81,8 +81,15 @@ def test_parc_calibrate_and_a_spec_that_uses_it(run, tmp_path):
     plan = json.loads(out)
     assert plan["calibration"]["source"] == "cal.yaml"
     assert plan["calibration"]["fittedOn"] == "30 rows from 1 sources"
+    # nothing held out: the bands are the fit's in-sample error, and the plan does not call them held-out
+    assert plan["calibration"]["errorBand"]["scoredOn"] == "fitted"
+    code, out, err = run("plan", str(spec))
+    assert code == 0, err
+    predictions = next(ln for ln in out.splitlines() if ln.startswith("predictions:"))
+    assert "fitted rows" in predictions and "held-out" not in predictions, predictions
     code, out, _ = run("plan", str(EXAMPLES / "llama3.1-70b-8xa100-pcie.yaml"))
     assert "predictions: built-in calibration; expected throughput error " in out and "±" in out
+    assert "held-out rows" in next(ln for ln in out.splitlines() if ln.startswith("predictions:"))
 
 
 def test_calibrate_errors(run, tmp_path):

@@ -492,6 +492,14 @@ def bands(scored: list[Scored]) -> dict[str, dict[str, float]]:
     return out
 
 
+def scored_rows(cal: dict[str, Any] | None) -> str:
+    """What a calibration's bands were scored on: ``held-out`` rows when it kept sources out of
+    its fit (the built-in one; ``parc calibrate --hold-out``), else the ``fitted`` rows themselves,
+    whose error is in-sample and so smaller than a new measurement's."""
+    prov = (cal or {}).get("provenance", {}) if isinstance(cal, dict) else {}
+    return "held-out" if isinstance(prov, dict) and prov.get("heldOut") else "fitted"
+
+
 def band_for(bands_: dict[str, Any], cls: str, family: str) -> tuple[str, dict[str, Any], bool]:
     """``(scope, band, few)`` for a placement of class ``cls`` on ``family``: the class and
     family's band when it has MIN_BAND_ROWS held-out rows, else the class's over all families,

@@ -215,13 +215,13 @@ def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> l
     if margin and target:
         out.append(f"TPOT planned at <= {target * (1 - margin):.1f} ms: the {target:g} ms target less {margin * 100:.0f}% "
                    f"headroom, {why}, so a plan at the edge still meets the target when the model errs by that much")
-    kind, band, _ = kind_band(res)
+    kind, band, _, scored = kind_band(res)
     late = band.get("ttftP75Excess")
     if res.spec.slo.ttft_ms and isinstance(late, (int, float)) and late > TTFT_WARN_EXCESS \
             and band.get("ttftRows", 0) >= MIN_BAND_ROWS:
         worst = max((g.timing.ttft_s * 1e3 for g in sol.groups), default=0.0)
         out.append(f"TTFT is checked against the cost model's prediction, which is optimistic on {kind} models: in "
-                   f"{HEADROOM_COVERAGE * 4:.0f} of 4 held-out online rows measured TTFT is at most {1 + late:.1f}x the "
+                   f"{HEADROOM_COVERAGE * 4:.0f} of 4 {scored} online rows measured TTFT is at most {1 + late:.1f}x the "
                    f"prediction ({band['ttftRows']} rows), and it is larger in the rest (the model leaves out the serving "
                    f"path before the first token: HTTP, scheduling, prefill kernels launched one by one; and bursts of "
                    f"arrivals); if the plan's TTFT errs as those rows do, its {worst:.0f} ms is {worst * (1 + late):.0f} ms "
@@ -489,7 +489,7 @@ def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
     held-out error of the placement's configuration class on its GPU family (the widest among
     the solution's groups), widened and flagged when the class has few measurements."""
     from parc import catalog
-    from parc.calibrate import band_for, config_class
+    from parc.calibrate import band_for, config_class, scored_rows
 
     cal = res.calibration if res.calibration is not None else catalog.builtin_calibration()
     prov = cal.get("provenance", {}) if cal else {}
@@ -502,7 +502,7 @@ def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
     error: dict[str, Any] = {}
     if band:
         error = {"scope": scope, "configurationClass": scope.split("/")[0], "heldOutRows": int(band.get("rows", 0)),
-                 "fewMeasurements": few, "throughputMedianApe": band.get("medianApe"),
+                 "scoredOn": scored_rows(cal), "fewMeasurements": few, "throughputMedianApe": band.get("medianApe"),
                  "throughputP90Ape": band.get("p90Ape")}
         if not few and band.get("tpotRows", 0) >= MIN_TIMING_ROWS:
             error.update(tpotMedianApe=band.get("tpotMedianApe"), tpotP90Ape=band.get("tpotP90Ape"))

@@ -60,8 +60,9 @@ def band_sentence(cal: dict[str, Any]) -> str:
     if not band or band.get("throughputMedianApe") is None:
         return ""
     n = band.get("heldOutRows", 0)
-    where = (f"{band['scope']}: few measurements, {n} held-out row{'s' if n != 1 else ''}, band widened"
-             if band.get("fewMeasurements") else f"{band['scope']}, {n} held-out rows")
+    on = band.get("scoredOn", "held-out")  # "fitted": the bands are the calibration's in-sample error
+    where = (f"{band['scope']}: few measurements, {n} {on} row{'s' if n != 1 else ''}, band widened"
+             if band.get("fewMeasurements") else f"{band['scope']}, {n} {on} rows")
     tpot = (f"; TPOT ±{band['tpotMedianApe'] * 100:.0f}% median, ±{band['tpotP90Ape'] * 100:.0f}% p90"
             if band.get("tpotMedianApe") is not None else "")
     if band.get("fewMeasurements"):  # no median of its own to state: only the widened bound

@@ -418,18 +418,20 @@ def _memory_fit(arch: ModelArch, gpu: catalog.GpuSpec, shape: cm.Shape, ckpt: ca
 MAX_TPOT_MARGIN = 0.25
 
 
-def kind_band(res: Resolved) -> tuple[str, dict[str, Any], bool]:
-    """``(kind, band, measured)``: the calibration's held-out band of the model's kind
-    (``bands["model/dense"|"model/moe"]``, what the timing statements read), and whether the
-    calibration measured TPOT at all (an overall TPOT error exists)."""
-    from parc.calibrate import model_kind
+def kind_band(res: Resolved) -> tuple[str, dict[str, Any], bool, str]:
+    """``(kind, band, measured, scored)``: the calibration's band of the model's kind
+    (``bands["model/dense"|"model/moe"]``, what the timing statements read), whether the
+    calibration measured TPOT at all (an overall TPOT error exists), and what its bands were
+    scored on (calibrate.scored_rows: ``held-out`` or ``fitted``)."""
+    from parc.calibrate import model_kind, scored_rows
 
     cal = res.calibration if res.calibration is not None else catalog.builtin_calibration()
     bands = (cal or {}).get("bands", {}) if isinstance(cal, dict) else {}
     overall = bands.get("all", {}) if isinstance(bands, dict) else {}
     kind = model_kind(res.model)
     own = bands.get(f"model/{kind}", {}) if isinstance(bands, dict) else {}
-    return kind, own if isinstance(own, dict) else {}, isinstance(overall, dict) and bool(overall.get("tpotMedianApe"))
+    return (kind, own if isinstance(own, dict) else {}, isinstance(overall, dict) and bool(overall.get("tpotMedianApe")),
+            scored_rows(cal))
 
 
 def tpot_headroom(res: Resolved) -> tuple[float, str]:
@@ -443,7 +445,7 @@ def tpot_headroom(res: Resolved) -> tuple[float, str]:
     0 without TPOT measurements."""
     from parc.calibrate import HEADROOM_COVERAGE, MIN_BAND_ROWS
 
-    kind, own, measured = kind_band(res)
+    kind, own, measured, scored = kind_band(res)
     if not measured:
         return 0.0, ""
     rows = int(own.get("tpotRows", 0))
@@ -456,11 +458,11 @@ def tpot_headroom(res: Resolved) -> tuple[float, str]:
             return 0.0, ""
         return (min(MAX_TPOT_MARGIN, excess / (1 + excess)),
                 f"as measured TPOT exceeds the cost model's prediction by at most {excess * 100:.0f}% in "
-                f"{HEADROOM_COVERAGE * 4:.0f} of 4 held-out online rows of {kind} models ({rows} rows)")
+                f"{HEADROOM_COVERAGE * 4:.0f} of 4 {scored} online rows of {kind} models ({rows} rows)")
     value = own.get("tpotMedianApe")
     if isinstance(value, (int, float)) and value > 0:
         return (min(MAX_TPOT_MARGIN, float(value)),
-                f"the cost model's held-out median TPOT error on {kind} models ({rows} online rows)")
+                f"the cost model's median TPOT error on {scored} online rows of {kind} models ({rows} rows)")
     return 0.0, ""
 
 
