@@ -459,18 +459,18 @@ def _band(group: list[Scored]) -> dict[str, float]:
     a = [s.ape for s in group]
     out: dict[str, float] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_pct(a, 0.9), 3),
                              "bias": round(_pct([s.pred.throughput / s.row.measured for s in group], .5) - 1, 3)}
-    for name, err in (("tpot", [abs(s.pred.tpot_ms - s.row.tpot_ms) / s.row.tpot_ms for s in group
-                                if s.row.tpot_ms]),
-                      ("ttft", [abs(s.pred.ttft_ms - s.row.ttft_ms) / s.row.ttft_ms for s in group
-                                if s.row.ttft_ms])):
+    # (predicted, measured) of each timing; measured is None on rows that did not measure it
+    timings = {"tpot": [(s.pred.tpot_ms, s.row.tpot_ms) for s in group],
+               "ttft": [(s.pred.ttft_ms, s.row.ttft_ms) for s in group]}
+    for name, pairs in timings.items():
+        err = [abs(pred - meas) / meas for pred, meas in pairs if meas]
         if err:
             out[f"{name}Rows"] = len(err)
             out[f"{name}MedianApe"] = round(_pct(err, 0.5), 3)
             out[f"{name}P90Ape"] = round(_pct(err, 0.9), 3)
     # how far measured TPOT (TTFT) exceeds the prediction in 3 rows of 4: the TPOT headroom reads
     # it, and plans with a TTFT target say it
-    for name, pairs in (("tpot", [(s.pred.tpot_ms, s.row.tpot_ms) for s in group]),
-                        ("ttft", [(s.pred.ttft_ms, s.row.ttft_ms) for s in group])):
+    for name, pairs in timings.items():
         excess = [meas / pred - 1 for pred, meas in pairs if meas and 0 < pred < math.inf]
         if excess:
             out[f"{name}P75Excess"] = round(_pct(excess, HEADROOM_COVERAGE), 3)
