@@ -181,7 +181,19 @@ def test_requests_beyond_the_kv_capacity_queue_as_measured():
     rows, _ = cal.read_rows(CORPUS)
     nim = [r for r in rows if r.source == "nvidia-nim-bench-llama33-70b" and r.concurrency >= 100]
     assert len(nim) == 4
-    for r in nim:
-        p = cal.predict(r, builtin_calibration())
-        assert abs(p.tpot_ms / r.tpot_ms - 1) < 0.05, (r.concurrency, p.tpot_ms, r.tpot_ms)
+    preds = [cal.predict(r, builtin_calibration()) for r in nim]
+    # the plateau: every load past the cache runs the same batch, so TPOT does not move
+    assert len({round(p.tpot_ms, 6) for p in preds}) == 1 and len({p.load for p in preds}) == 1
+    for r, p in zip(nim, preds):
+        assert abs(p.tpot_ms / r.tpot_ms - 1) < 0.10, (r.concurrency, p.tpot_ms, r.tpot_ms)
         assert abs(p.ttft_ms / r.ttft_ms - 1) < 0.30, (r.concurrency, p.ttft_ms, r.ttft_ms)
+
+
+def test_every_tensorrt_llm_row_that_was_measured_fits():
+    """A placement TensorRT-LLM's tables measured ran, so parc's memory model must hold at least
+    one request there (it did not when it read free_gpu_memory_fraction as vLLM's share of the
+    whole GPU: Llama-3-70B FP8 on one H100)."""
+    rows, _ = cal.read_rows(CORPUS)
+    trt = [r for r in rows if r.engine == "trtllm"]
+    assert len(trt) > 1000
+    assert [r.id for r in trt if cal.predict(r, builtin_calibration()) is None] == []

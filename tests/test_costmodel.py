@@ -194,3 +194,54 @@ def test_closed_loop_clients_beyond_the_kv_capacity_queue():
         assert t.ttft_s == pytest.approx(at_cap.ttft_s + (clients - 80) / 80 * service)
         assert t.ttft_s > prev
         prev = t.ttft_s
+
+
+def test_gpu_memory_is_what_the_cuda_runtime_reports_where_a_source_prints_it():
+    """H100 SXM 80GB: vLLM's memory profile prints total_gpu_memory 79.22 GiB (the driver keeps
+    the rest); a GPU without such a source keeps its printed capacity, and says which."""
+    gpus = catalog.gpus()
+    h100 = gpus.get("H100-SXM-80GB")
+    assert h100.memory_bytes == pytest.approx(79.22 * cm.GIB)
+    assert any("memory_visible_gib" in s.covers for s in h100.sources)
+    for g in gpus.entries.values():
+        if g.memory_visible_gib:
+            assert 0.9 * g.memory_gb <= g.memory_visible_gib <= g.memory_gb, g.key
+            assert any("memory_visible_gib" in s.covers for s in g.sources), g.key
+        else:
+            assert g.memory_bytes == g.memory_gb * cm.GIB
+
+
+def test_the_memory_setting_is_read_as_each_engine_reads_it():
+    """vLLM's gpuMemoryUtilization is a share of the whole GPU; TensorRT-LLM's
+    free_gpu_memory_fraction a share of what weights, activations and the runtime leave free
+    (how a measured row's engine was set; plans keep one margin on every engine).
+    A model that fills most of the GPU leaves TensorRT-LLM a KV cache for several requests where
+    vLLM's reading of the same number holds none (Llama-3-70B FP8 on one H100: measured by
+    TensorRT-LLM's tables)."""
+    h100 = catalog.gpus().get("H100-SXM-80GB")
+    shape = cm.Shape(1, 1, 1, 1)
+    args = dict(utilization=0.9, batched_tokens=8192, max_seqs=256)  # TensorRT-LLM's default max_num_tokens
+    from parc.engines import capabilities
+
+    assert capabilities()["vllm"].memory_budget == "share-of-total"
+    assert capabilities()["trtllm"].memory_budget == "share-of-free"
+    vllm = cm.memory(LLAMA3_70B, h100, shape, "fp8", cm.factors(h100, "vllm"), **args, reading="share-of-total")
+    trt = cm.memory(LLAMA3_70B, h100, shape, "fp8", cm.factors(h100, "trtllm"), **args, reading="share-of-free")
+    assert vllm.kv_cache == pytest.approx(0.9 * vllm.capacity - vllm.weights - vllm.activations - vllm.overhead)
+    free = trt.capacity - trt.weights - trt.activations - trt.overhead
+    assert trt.kv_cache == pytest.approx(0.9 * free)
+    one_request = 2048 + 128  # tokens of one request of the tables' 2048/128 rows
+    assert cm.max_sequences(LLAMA3_70B, shape, "auto", vllm, one_request) == 0
+    assert cm.max_sequences(LLAMA3_70B, shape, "auto", trt, one_request) >= 4
+
+
+def test_a_tp_communicator_costs_what_vllm_measures():
+    """vLLM's profile of one model at TP1 and TP2 on H100 (non-torch memory 1.79 -> 3.58 GiB):
+    each communicator a GPU joins takes 1.79 GiB of it."""
+    h100 = catalog.gpus().get("H100-SXM-80GB")
+    f = cm.factors(h100, "vllm")
+    one = cm.memory(LLAMA3_70B, h100, cm.Shape(1, 1, 1, 1), "fp8", f, utilization=0.9, batched_tokens=2048,
+                    max_seqs=256)
+    two = cm.memory(LLAMA3_70B, h100, cm.Shape(2, 1, 1, 1), "fp8", f, utilization=0.9, batched_tokens=2048,
+                    max_seqs=256)
+    assert (two.overhead - one.overhead) / cm.GIB == pytest.approx(1.79)

@@ -151,20 +151,22 @@ def test_xgmi_groups_are_costed_by_the_links_they_use(tmp_path):
 
 
 def test_a_concurrency_floor_takes_a_lower_throughput_shape_that_holds_it(tmp_path):
-    # 4 x L4: tp=2 x pp=2 gives the most throughput but holds 68 requests; tp=4 holds 73 (found by
-    # the property test against brute force): the floor of 69 must pick the shape that holds it
+    # 4 x A10G: tp=1 x pp=4 gives the most throughput but holds 46 requests; tp=4 holds 52 (such
+    # cases are what the property test finds against brute force): the floor of 49 must pick the
+    # shape that holds it
     spec = tmp_path / "spec.yaml"
     spec.write_text(json.dumps({
         "apiVersion": "parc.dev/v1alpha1", "kind": "ServingSpec", "metadata": {"name": "floor"},
         "model": {"id": "Qwen/Qwen3-30B-A3B", "maxContextLength": 8192},
-        "workload": {"inputTokens": 3000, "outputTokens": 50, "concurrency": 69},
+        "workload": {"inputTokens": 3000, "outputTokens": 50, "concurrency": 49},
         "slo": {"objective": "throughput"},
-        "cluster": {"pools": [{"name": "p0", "gpu": "L4-24GB", "nodes": 1, "gpusPerNode": 4}]},
+        "cluster": {"pools": [{"name": "p0", "gpu": "A10G-24GB", "nodes": 1, "gpusPerNode": 4}]},
         "engine": {"name": "vllm"}}))
     doc = make_plan(str(spec))
     (g,) = doc["placement"]["groups"]
-    assert g["replicas"] * doc["predicted"]["groups"][0]["concurrencyPerReplica"] >= 69
-    assert any(a["placement"]["groups"][0]["pp"] == 2 for a in doc["alternatives"])  # the faster one, listed
+    assert g["replicas"] * doc["predicted"]["groups"][0]["concurrencyPerReplica"] >= 49
+    assert (g["tp"], g["pp"]) == (4, 1)
+    assert any(a["placement"]["groups"][0]["pp"] == 4 for a in doc["alternatives"])  # the faster one, listed
 
 
 def test_tpot_headroom_covers_measured_tpot_in_three_rows_of_four_of_the_model_kind(tmp_path):
@@ -177,10 +179,14 @@ def test_tpot_headroom_covers_measured_tpot_in_three_rows_of_four_of_the_model_k
         band = bands[f"model/{kind}"]
         assert band["tpotRows"] >= 10  # the corpus has online TPOT rows of both kinds (MoE: InferenceMAX, SGLang)
         q = band["tpotP75Excess"]
-        assert q > 0  # on both kinds measured TPOT exceeds the prediction in more than a quarter of the rows
         note = next(n for n in doc["notes"] if n.startswith("TPOT planned at"))
-        assert f"less {q / (1 + q) * 100:.0f}% headroom" in note
-        assert f"by at most {q * 100:.0f}% in 3 of 4 held-out online rows of {kind} models ({band['tpotRows']} rows)" in note
+        if q > 0:  # measured TPOT exceeds the prediction in more than a quarter of the rows
+            assert f"less {q / (1 + q) * 100:.0f}% headroom" in note
+            assert f"by at most {q * 100:.0f}% in 3 of 4 held-out online rows of {kind} models ({band['tpotRows']} rows)" in note
+        else:  # the prediction is pessimistic in 3 rows of 4: the target itself, and the plan says why
+            assert note.startswith("TPOT planned at the 50 ms target without headroom: measured TPOT is at most the "
+                                   f"cost model's prediction in 3 of 4 held-out online rows of {kind} models "
+                                   f"({band['tpotRows']} rows)")
 
 
 @pytest.mark.parametrize("band, margin", [

@@ -219,12 +219,18 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     f = cm.factors(row.gpu, engine, cal)
     ckpt = _checkpoint(row)
     ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, _kernel(row), f, row.input_tokens, row.output_tokens)
-    mem = cm.memory(row.arch, row.gpu, row.shape, ckpt, f, utilization=UTILIZATION,
-                    batched_tokens=BATCHED_TOKENS, max_seqs=256)
     admission = capabilities()[engine].kv_admission
-    max_load = cm.max_sequences(row.arch, row.shape, row.kv, mem,
-                                cm.resident_tokens(row.input_tokens, row.output_tokens, admission))
-    if max_load < 1:
+    resident = cm.resident_tokens(row.input_tokens, row.output_tokens, admission)
+    # the engine's memory setting, read as the engine reads it: the default, or the lowest higher
+    # one at which the measured placement holds a request (it ran, so its engine was set so that
+    # it fits)
+    for util in (UTILIZATION, *(u for u in cm.UTILIZATIONS if u > UTILIZATION)):
+        mem = cm.memory(row.arch, row.gpu, row.shape, ckpt, f, utilization=util,
+                        batched_tokens=BATCHED_TOKENS, max_seqs=256, reading=capabilities()[engine].memory_budget)
+        max_load = cm.max_sequences(row.arch, row.shape, row.kv, mem, resident)
+        if max_load >= 1:
+            break
+    else:
         return None
     prep = cm.prepare(ctx, row.shape, BATCHED_TOKENS)
     if row.concurrency:
@@ -276,6 +282,17 @@ def _pct(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def _cover(values: list[float], q: float) -> float:
+    """The smallest value that at least a share ``q`` of ``values`` do not exceed (the
+    nearest-rank percentile): what an error band or a headroom promises ("within ±x in 9 rows
+    of 10") then holds on the rows it was computed from, also for a class of a dozen rows,
+    where interpolating between the two largest errors would not."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[max(0, math.ceil(q * len(s) - 1e-9) - 1)]
+
+
 def ranking_agreement(scored: list[Scored]) -> tuple[float, int]:
     """Share of pairs of placements of the same model, GPU, precision and workload (same
     source) that parc orders like the measurements, by output tokens/s per GPU."""
@@ -319,7 +336,7 @@ def report(scored: list[Scored], by: Any = None) -> Report:
     rk, pairs = ranking_agreement(scored)
     ttft = [abs(s.pred.ttft_ms - s.row.ttft_ms) / s.row.ttft_ms for s in scored if s.row.ttft_ms]
     tpot = [abs(s.pred.tpot_ms - s.row.tpot_ms) / s.row.tpot_ms for s in scored if s.row.tpot_ms]
-    rep = Report(len(scored), _pct(apes, 0.5), _pct(apes, 0.9), _pct(ratio, 0.5) - 1, rk, pairs,
+    rep = Report(len(scored), _pct(apes, 0.5), _cover(apes, 0.9), _pct(ratio, 0.5) - 1, rk, pairs,
                  _pct(ttft, 0.5), _pct(tpot, 0.5))
     if by is not None:
         buckets: dict[str, list[Scored]] = {}
@@ -328,7 +345,7 @@ def report(scored: list[Scored], by: Any = None) -> Report:
         for k in sorted(buckets):
             b = buckets[k]
             a = [x.ape for x in b]
-            rep.groups[k] = (len(b), _pct(a, 0.5), _pct(a, 0.9), _pct([x.pred.throughput / x.row.measured for x in b], .5) - 1)
+            rep.groups[k] = (len(b), _pct(a, 0.5), _cover(a, 0.9), _pct([x.pred.throughput / x.row.measured for x in b], .5) - 1)
     return rep
 
 
@@ -457,7 +474,7 @@ def row_class(row: Row) -> str:
 
 def _band(group: list[Scored]) -> dict[str, float]:
     a = [s.ape for s in group]
-    out: dict[str, float] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_pct(a, 0.9), 3),
+    out: dict[str, float] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_cover(a, 0.9), 3),
                              "bias": round(_pct([s.pred.throughput / s.row.measured for s in group], .5) - 1, 3)}
     # (predicted, measured) of each timing; measured is None on rows that did not measure it
     timings = {"tpot": [(s.pred.tpot_ms, s.row.tpot_ms) for s in group],
@@ -467,13 +484,13 @@ def _band(group: list[Scored]) -> dict[str, float]:
         if err:
             out[f"{name}Rows"] = len(err)
             out[f"{name}MedianApe"] = round(_pct(err, 0.5), 3)
-            out[f"{name}P90Ape"] = round(_pct(err, 0.9), 3)
+            out[f"{name}P90Ape"] = round(_cover(err, 0.9), 3)
     # how far measured TPOT (TTFT) exceeds the prediction in 3 rows of 4: the TPOT headroom reads
     # it, and plans with a TTFT target say it
     for name, pairs in timings.items():
         excess = [meas / pred - 1 for pred, meas in pairs if meas and 0 < pred < math.inf]
         if excess:
-            out[f"{name}P75Excess"] = round(_pct(excess, HEADROOM_COVERAGE), 3)
+            out[f"{name}P75Excess"] = round(_cover(excess, HEADROOM_COVERAGE), 3)
     return out
 
 

@@ -195,6 +195,11 @@ def bubble_fraction(p: int, m: int) -> float:
 # ----------------------------------------------------------------------------- memory
 
 
+#: The engine memory settings parc writes (gpuMemoryUtilization, or the share of free memory for
+#: engines that read it so), lowest first: a plan takes the lowest at which its placement fits.
+UTILIZATIONS = (0.90, 0.92, 0.95)
+
+
 @dataclass(frozen=True)
 class Memory:
     """Per-GPU memory of the most loaded GPU of a replica (bytes)."""
@@ -246,13 +251,22 @@ def activation_bytes(arch: ModelArch, shape: Shape, batched_tokens: int, max_seq
 
 
 def memory(arch: ModelArch, gpu: GpuSpec, shape: Shape, ckpt: Checkpoint | str, f: Factors, *,
-           utilization: float, batched_tokens: int, max_seqs: int) -> Memory:
-    """Memory of the most loaded GPU for a placement and engine settings."""
+           utilization: float, batched_tokens: int, max_seqs: int, reading: str = "share-of-total") -> Memory:
+    """Memory of the most loaded GPU for a placement and engine settings. ``utilization`` is a
+    memory setting read as ``reading`` says (an engine's ``memory_budget``): a share of the whole
+    GPU ("share-of-total", vLLM's gpuMemoryUtilization), or of the memory left free after
+    weights, activations and the runtime ("share-of-free", TensorRT-LLM's
+    free_gpu_memory_fraction). Plans keep the same margin on every engine (share-of-total, the
+    default), so that engine: auto never picks an engine for what its setting means; a measured
+    row is read with its engine's meaning (calibrate.predict)."""
     weights = weight_bytes_per_gpu(arch, shape, ckpt)
     acts = activation_bytes(arch, shape, batched_tokens, max_seqs)
     groups = sum(1 for d in (shape.tp, shape.pp, shape.dpa) if d > 1)
     overhead = (f.cuda_context_gib + f.cuda_graphs_gib + f.nccl_per_group_gib * groups) * GIB
     cap = gpu.memory_bytes
+    if reading == "share-of-free":
+        kv = utilization * (cap - weights - acts - overhead)
+        return Memory(weights, acts, overhead, cap, weights + acts + overhead + kv, kv)
     budget = utilization * cap
     return Memory(weights, acts, overhead, cap, budget, budget - weights - acts - overhead)
 

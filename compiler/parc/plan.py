@@ -215,6 +215,8 @@ def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> l
     if margin and target:
         out.append(f"TPOT planned at <= {target * (1 - margin):.1f} ms: the {target:g} ms target less {margin * 100:.0f}% "
                    f"headroom, {why}, so a plan at the edge still meets the target when the model errs by that much")
+    elif why and target:
+        out.append(f"TPOT planned at the {target:g} ms target without headroom: {why}")
     kind, band, _, scored = kind_band(res)
     late = band.get("ttftP75Excess")
     if res.spec.slo.ttft_ms and isinstance(late, (int, float)) and late > TTFT_WARN_EXCESS \

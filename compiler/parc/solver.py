@@ -31,7 +31,7 @@ from parc.engines import Capabilities, Recipe, capabilities, recipe_for, rules
 from parc.errors import InfeasibleError
 from parc.resolve import Resolved, ResolvedPool
 
-UTILIZATIONS = (0.90, 0.92, 0.95)
+UTILIZATIONS = cm.UTILIZATIONS
 #: Prefill chunk budgets (max_num_batched_tokens per rank) the solver chooses from: the engines'
 #: recipes use 2,048 (TensorRT-LLM Llama guide) to 32,768 (vLLM DeepSeek guide).
 CHUNKS = (2048, 4096, 8192, 16384, 32768)
@@ -455,7 +455,8 @@ def tpot_headroom(res: Resolved) -> tuple[float, str]:
     excess = own.get("tpotP75Excess")
     if isinstance(excess, (int, float)):
         if excess <= 0:
-            return 0.0, ""
+            return 0.0, (f"measured TPOT is at most the cost model's prediction in {HEADROOM_COVERAGE * 4:.0f} of 4 "
+                         f"{scored} online rows of {kind} models ({rows} rows)")
         return (min(MAX_TPOT_MARGIN, excess / (1 + excess)),
                 f"as measured TPOT exceeds the cost model's prediction by at most {excess * 100:.0f}% in "
                 f"{HEADROOM_COVERAGE * 4:.0f} of 4 {scored} online rows of {kind} models ({rows} rows)")

@@ -61,12 +61,19 @@ class GpuSpec:
     # whether the NVLink domain joins several nodes (rack-scale NVLink switches: GB200 NVL72's
     # 18 compute trays); an HGX/DGX board's domain ends at its node
     nvlink_spans_nodes: bool = False
+    # GiB the CUDA (HIP) runtime reports as the device's total (cudaMemGetInfo / torch
+    # mem_get_info, what vLLM prints as total_gpu_memory and multiplies by
+    # gpu_memory_utilization): the printed capacity less the driver's reservation and, on GDDR
+    # parts, in-band ECC. 0 where no source prints it: then the printed capacity, in GiB.
+    memory_visible_gib: float = 0.0
 
     @property
     def memory_bytes(self) -> float:
-        """Capacity in bytes. HBM/GDDR capacities printed as "80 GB" are binary (80 GiB):
-        H100 80GB shows 81559 MiB to CUDA, i.e. the stack size less firmware reservations."""
-        return self.memory_gb * 1024**3
+        """Capacity in bytes an engine can allocate from: the CUDA-visible total where a source
+        prints it (H100 SXM 80GB: 79.22 GiB), else the printed capacity read as binary (80 GB as
+        80 GiB), which overstates it by the driver's reservation (about 1%; on GDDR parts with
+        ECC on, 7%)."""
+        return (self.memory_visible_gib or self.memory_gb) * 1024**3
 
     @property
     def family(self) -> str:

@@ -95,6 +95,10 @@ class Capabilities:
     owned: dict[str, str]  # flags parc sets itself -> the spec field that decides them
     kv_admission: str = "current"  # full-request: reserves prompt + output at admission; current: as they grow
     kv_admission_source: str = ""
+    # what the engine's memory setting is a share of: "share-of-total" (the whole GPU) or
+    # "share-of-free" (what weights, activations and the runtime leave), with its source
+    memory_budget: str = "share-of-total"
+    memory_budget_source: str = ""
     # disaggregated prefill/decode: the KV transfer backend parc configures ("" = parc emits no
     # disaggregated form for this engine), with its source
     kv_transfer: str = ""
@@ -146,7 +150,8 @@ def capabilities() -> dict[str, Capabilities]:
             dp_attention=e["dp_attention"], dp_with_pp=e["dp_with_pp"], multi_node=tuple(e["multi_node"]),
             online_fp8=e["online_fp8"], formats=formats, rules=rules, source=e["source"],
             owned=dict(raw.get("owned", {})), kv_admission=e["kv_admission"],
-            kv_admission_source=e["kv_admission_source"], kv_transfer=e.get("kv_transfer", ""),
+            kv_admission_source=e["kv_admission_source"], memory_budget=e["memory_budget"],
+            memory_budget_source=e["memory_budget_source"], kv_transfer=e.get("kv_transfer", ""),
             kv_transfer_source=e.get("kv_transfer_source", ""),
             router=dict(raw["router"]) if "router" in raw else None)
     return out

@@ -10,9 +10,9 @@ exec sglang serve \
     --port "${PARC_PORT}" \
     --tp-size 4 \
     --pp-size 2 \
-    --attn-dp-size 2 \
+    --attn-dp-size 4 \
     --context-length 16384 \
-    --max-running-requests 1256 \
-    --chunked-prefill-size 4096 \
-    --mem-fraction-static 0.88 \
+    --max-running-requests 1508 \
+    --chunked-prefill-size 8192 \
+    --mem-fraction-static 0.858 \
     --kv-cache-dtype auto

@@ -7,10 +7,12 @@ set -euo pipefail
 exec vllm serve deepseek-ai/DeepSeek-R1 \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
-    --tensor-parallel-size 4 \
+    --tensor-parallel-size 1 \
     --pipeline-parallel-size 2 \
+    --data-parallel-size 4 \
+    --enable-expert-parallel \
     --max-model-len 16384 \
-    --max-num-seqs 667 \
+    --max-num-seqs 285 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto

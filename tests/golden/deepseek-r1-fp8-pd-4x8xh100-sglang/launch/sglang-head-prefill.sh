@@ -16,11 +16,11 @@ exec sglang serve \
     --port "${PARC_PORT}" \
     --tp-size 4 \
     --pp-size 4 \
-    --attn-dp-size 2 \
+    --attn-dp-size 4 \
     --context-length 8192 \
-    --max-running-requests 112 \
+    --max-running-requests 136 \
     --chunked-prefill-size 32768 \
-    --mem-fraction-static 0.845 \
+    --mem-fraction-static 0.814 \
     --kv-cache-dtype auto \
     --disaggregation-mode prefill \
     --disaggregation-transfer-backend mooncake \

@@ -18,9 +18,9 @@ exec sglang serve \
     --pp-size 2 \
     --attn-dp-size 8 \
     --context-length 8192 \
-    --max-running-requests 1376 \
+    --max-running-requests 1728 \
     --chunked-prefill-size 16384 \
-    --mem-fraction-static 0.866 \
+    --mem-fraction-static 0.826 \
     --kv-cache-dtype auto \
     --disaggregation-mode decode \
     --disaggregation-transfer-backend mooncake \

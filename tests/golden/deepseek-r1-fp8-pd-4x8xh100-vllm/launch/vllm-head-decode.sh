@@ -15,16 +15,16 @@ export VLLM_NIXL_SIDE_CHANNEL_PORT="${PARC_KV_PORT}"
 exec vllm serve deepseek-ai/DeepSeek-R1 \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
-    --tensor-parallel-size 2 \
+    --tensor-parallel-size 1 \
     --pipeline-parallel-size 1 \
-    --data-parallel-size 8 \
+    --data-parallel-size 16 \
     --enable-expert-parallel \
     --max-model-len 8192 \
-    --max-num-seqs 136 \
+    --max-num-seqs 69 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \
     --kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}' \
-    --data-parallel-size-local 4 \
+    --data-parallel-size-local 8 \
     --data-parallel-address "${PARC_HEAD_ADDR}" \
     --data-parallel-rpc-port 13345

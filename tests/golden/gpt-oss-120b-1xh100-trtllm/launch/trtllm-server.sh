@@ -16,5 +16,5 @@ exec trtllm-serve openai/gpt-oss-120b \
     --max_batch_size 40 \
     --max_num_tokens 2048 \
     --max_seq_len 32768 \
-    --kv_cache_free_gpu_memory_fraction 0.53 \
+    --kv_cache_free_gpu_memory_fraction 0.51 \
     --extra_llm_api_options "${PARC_CONFIG_DIR}"/trtllm-extra-llm-api-options.yaml

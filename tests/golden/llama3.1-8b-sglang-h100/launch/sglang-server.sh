@@ -13,6 +13,6 @@ exec sglang serve \
     --context-length 8192 \
     --max-running-requests 40 \
     --chunked-prefill-size 2048 \
-    --mem-fraction-static 0.874 \
+    --mem-fraction-static 0.873 \
     --kv-cache-dtype auto \
     --dtype bfloat16

@@ -10,7 +10,7 @@ exec vllm serve meta-llama/Llama-3.2-3B-Instruct \
     --tensor-parallel-size 1 \
     --pipeline-parallel-size 1 \
     --max-model-len 4096 \
-    --max-num-seqs 219 \
+    --max-num-seqs 199 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \
