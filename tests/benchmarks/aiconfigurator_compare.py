@@ -17,7 +17,12 @@ throughput-bound = loose TPOT) this script
 3. runs aiconfigurator's own search (`aiconfigurator.cli.api.cli_default`, what
    `aiconfigurator cli default` runs: aggregated and disaggregated) in a fresh process and
    times that process (wall clock, like parc's);
-4. prints one row per scenario and the summary: mean regret, misses, time ratio.
+4. prints one row per scenario and the summary: mean regret, misses, time ratio;
+5. for each scenario, finds the published online row nearest to parc's choice (same model,
+   precision, GPU and tp/pp/attention DP; the closest batch per rank and lengths) and prints its
+   measured TPOT against both tools' predictions for that row: where the tools disagree about
+   parc's batch, the nearest measurement says which one to believe (and how far it is from the
+   scenario).
 
 regret = 1 - parc's tok/s/GPU under aiconfigurator / aiconfigurator's best aggregated tok/s/GPU
 (both per GPU of the scenario's cluster: replicas x one replica's output tokens/s / GPUs), and
@@ -342,6 +347,41 @@ def compare_disaggregated(s: Scenario, plan: Json, row: Json, aic_python: str, t
     row["regret"] = (1.0 if misses else 1.0 - tok_gpu / max(refs)) if refs else None
 
 
+def nearest_measurement(s: Scenario, plan: Json, lay: Json) -> Any:
+    """The published online row (TTFT/TPOT measured at a fixed concurrency) nearest to parc's
+    choice: same model architecture, precision, GPU and layout (tp, pp, attention DP), the
+    closest in batch per rank and lengths (log distance); None when the corpus has no row of that
+    layout. It is where a measurement can say which tool's TPOT to believe at parc's batch."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from parc import calibrate as c
+
+    rows, _ = c.read_rows(Path(__file__).resolve().parent / "data" / "published.csv")
+    arch, prec = plan["model"]["architecture"], plan["model"]["precision"]
+    same = [r for r in rows if r.concurrency and r.tpot_ms and r.arch.key == arch and r.precision == prec
+            and r.gpu.key == s.gpu and (r.shape.tp, r.shape.pp, r.shape.dpa) == (lay["tp"], lay["pp"], lay["dp"])]
+
+    def distance(r: Any) -> float:
+        per_rank = max(1.0, r.concurrency / r.replicas / r.shape.dpa)
+        return (abs(math.log(per_rank / lay["maxNumSeqs"])) + abs(math.log(r.input_tokens / s.isl))
+                + abs(math.log(r.output_tokens / s.osl)))
+
+    return min(same, key=lambda r: (distance(r), r.id), default=None)
+
+
+def measured_item(r: Any) -> Json:
+    """aiconfigurator's request for a corpus row: its layout at its batch per rank."""
+    from parc import calibrate as c
+
+    item: Json = {"model": AIC_MODELS[(r.arch.key, r.precision)], "system": AIC_SYSTEMS[r.gpu.key],
+                  "backend": r.engine if r.engine in ("trtllm", "vllm", "sglang") else "trtllm", "isl": r.input_tokens,
+                  "osl": r.output_tokens, "tp": r.shape.tp, "pp": 1, "dp": r.shape.dpa,
+                  "batch": max(1, math.ceil(r.concurrency / r.replicas / r.shape.dpa)), "ctxTokens": c.BATCHED_TOKENS}
+    if r.arch.is_moe:
+        width = r.shape.tp * r.shape.dpa
+        item["moeEp"], item["moeTp"] = (r.shape.ep, width // r.shape.ep) if r.shape.ep > 1 else (1, width)
+    return item
+
+
 def compare(s: Scenario, aic_python: str, tmp: Path, disaggregation: str = "off") -> Json:
     row: Json = {"scenario": asdict(s)}
     plan, row["parcSeconds"], err = run_parc(s, tmp, disaggregation)
@@ -379,6 +419,12 @@ def compare(s: Scenario, aic_python: str, tmp: Path, disaggregation: str = "off"
     items = [{**score_item(s, lay, lay["maxNumSeqs"], is_moe), **quant}]
     if lay["plannedPerRank"] is not None:
         items.append({**score_item(s, lay, lay["plannedPerRank"], is_moe), **quant})
+    near = nearest_measurement(s, plan, lay)
+    near_at = None
+    if near is not None and (near.arch.key, near.precision) in AIC_MODELS and near.gpu.key in AIC_SYSTEMS \
+            and near.shape.pp == 1:
+        near_at = len(items)
+        items.append(measured_item(near))
     if best:  # consistency: aiconfigurator's estimate of its own best must reproduce the search
         again: Json = {"model": s.aic_model, "system": s.system, "backend": s.engine, "isl": s.isl,
                        "osl": s.osl, "tp": best["tp"], "pp": best["pp"], "dp": best["dp"], "batch": best["bs"],
@@ -391,6 +437,16 @@ def compare(s: Scenario, aic_python: str, tmp: Path, disaggregation: str = "off"
     row["atMaxNumSeqs"] = judge(s, lay, results[0])
     if lay["plannedPerRank"] is not None:
         row["atPlannedLoad"] = judge(s, lay, results[1])
+    if near is not None:
+        from parc import calibrate as c
+
+        p = c.predict(near, None)
+        res_n = results[near_at] if near_at is not None else {"error": "no aiconfigurator data"}
+        row["nearestMeasurement"] = {
+            "id": near.id, "concurrency": near.concurrency, "inputTokens": near.input_tokens,
+            "outputTokens": near.output_tokens, "engine": near.engine, "tpotMs": near.tpot_ms,
+            "parcTpotMs": None if p is None else p.tpot_ms,
+            "aicTpotMs": None if "error" in res_n else float(res_n["tpot"])}
     if best:
         again = results[-1]
         row["aicSelfCheck"] = (None if "error" in again
@@ -480,6 +536,22 @@ def report(rows: list[Json]) -> str:
             f"(target <= 0.1)" if aic_t else "",
             f"aiconfigurator self-check (cli_estimate of its own best vs the search): max |dev| "
             f"{max(checks) * 100:.2f}%" if checks else ""]
+    near = [r for r in rows if r.get("nearestMeasurement")]
+    if near:
+        out += ["", "nearest published measurement of parc's layout (same model, precision, GPU, tp/pp/attention DP; "
+                    "closest batch and lengths): measured TPOT against each tool's prediction for that row"]
+        closer = 0
+        for r in near:
+            n = r["nearestMeasurement"]
+            pe = None if n["parcTpotMs"] is None else n["parcTpotMs"] / n["tpotMs"] - 1
+            ae = None if n["aicTpotMs"] is None else n["aicTpotMs"] / n["tpotMs"] - 1
+            if pe is not None and ae is not None and abs(pe) < abs(ae):
+                closer += 1
+            fmt = (lambda e: "n/a" if e is None else f"{e * 100:+.0f}%")
+            out.append(f"  {r['scenario']['name']:38} {n['id'][:44]:44} {n['engine']:7} {n['inputTokens']}/{n['outputTokens']}"
+                       f" at {n['concurrency']:.0f} (parc batch {r['parc']['maxNumSeqs']}): measured {n['tpotMs']:.1f} ms, "
+                       f"parc {fmt(pe)}, aiconfigurator {fmt(ae)}")
+        out.append(f"  parc closer to the measurement in {closer} of {len(near)}")
     out.append("columns: parc = parc's own predicted tok/s/GPU at its planned load; aic(...) = TTFT ms/TPOT ms "
                "tok/s/GPU under aiconfigurator (at maxNumSeqs per rank / at the planned load); "
                "aic = its best aggregated tok/s/GPU, disagg = its best disaggregated; times are wall clock")
@@ -507,16 +579,7 @@ def measured(aic_python: str, tmp: Path) -> str:
     cal_rows, held, _ = split()
     rows = [r for r in cal_rows + held if r.concurrency and r.tpot_ms and r.engine in ("trtllm", "vllm", "sglang")
             and r.gpu.key in AIC_SYSTEMS and (r.arch.key, r.precision) in AIC_MODELS and r.shape.pp == 1]
-    items = []
-    for r in rows:
-        per_rank = max(1, math.ceil(r.concurrency / r.replicas / r.shape.dpa))
-        item: Json = {"model": AIC_MODELS[(r.arch.key, r.precision)], "system": AIC_SYSTEMS[r.gpu.key],
-                      "backend": r.engine, "isl": r.input_tokens, "osl": r.output_tokens, "tp": r.shape.tp,
-                      "pp": 1, "dp": r.shape.dpa, "batch": per_rank, "ctxTokens": c.BATCHED_TOKENS}
-        if r.arch.is_moe:
-            width = r.shape.tp * r.shape.dpa
-            item["moeEp"], item["moeTp"] = (r.shape.ep, width // r.shape.ep) if r.shape.ep > 1 else (1, width)
-        items.append(item)
+    items = [measured_item(r) for r in rows]
     scored, seconds = run_worker(aic_python, "score", {"items": items}, tmp, "measured")
     results = scored.get("items") or [{"error": scored.get("error", "no result")}] * len(items)
     lines = [f"{'row':48} {'split':9} {'conc':>5}  TPOT ms: measured   aic  parc   tok/s: measured     aic    parc"
