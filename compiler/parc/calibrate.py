@@ -28,7 +28,6 @@ from parc.resolve import ResolvedPool
 CALIBRATION_KIND = "Calibration"
 PARAMS = ("compute", "memory_bandwidth")  # per GPU family
 COLLECTIVES = ("nvlink", "pcie", "pcie_cross_socket", "network")
-UTILIZATION = 0.9
 BATCHED_TOKENS = 8192
 
 
@@ -219,14 +218,13 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     f = cm.factors(row.gpu, engine, cal)
     ckpt = _checkpoint(row)
     ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, _kernel(row), f, row.input_tokens, row.output_tokens)
-    admission = capabilities()[engine].kv_admission
-    resident = cm.resident_tokens(row.input_tokens, row.output_tokens, admission)
-    # the engine's memory setting, read as the engine reads it: the default, or the lowest higher
-    # one at which the measured placement holds a request (it ran, so its engine was set so that
-    # it fits)
-    for util in (UTILIZATION, *(u for u in cm.UTILIZATIONS if u > UTILIZATION)):
+    cap = capabilities()[engine]
+    resident = cm.resident_tokens(row.input_tokens, row.output_tokens, cap.kv_admission)
+    # the engine's memory setting, read as the engine reads it: the lowest setting parc writes at
+    # which the measured placement holds a request (it ran, so its engine was set so that it fits)
+    for util in cm.UTILIZATIONS:
         mem = cm.memory(row.arch, row.gpu, row.shape, ckpt, f, utilization=util,
-                        batched_tokens=BATCHED_TOKENS, max_seqs=256, reading=capabilities()[engine].memory_budget)
+                        batched_tokens=BATCHED_TOKENS, max_seqs=256, reading=cap.memory_budget)
         max_load = cm.max_sequences(row.arch, row.shape, row.kv, mem, resident)
         if max_load >= 1:
             break
@@ -448,6 +446,11 @@ CLASSES = ("attention-dp", "ep", "multi-node", "pp", "tp", "single-gpu")
 MIN_BAND_ROWS = 10
 #: The share of held-out online rows whose measured TPOT the TPOT headroom covers
 HEADROOM_COVERAGE = 0.75
+
+
+def coverage_rows(scored: str) -> str:
+    """How the headroom and the TTFT note name the rows they cover: '3 of 4 held-out online rows'."""
+    return f"{HEADROOM_COVERAGE * 4:.0f} of 4 {scored} online rows"
 
 
 def config_class(shape: cm.Shape, nodes_per_replica: int) -> str:

@@ -207,7 +207,7 @@ def _rejected(r: Rejection) -> dict[str, Any]:
 def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> list[str]:
     """Sentences that explain choices a reader would question (TP over PCIe, PP, EP, the
     chunk budget, engine-specific settings)."""
-    from parc.calibrate import HEADROOM_COVERAGE, MIN_BAND_ROWS
+    from parc.calibrate import MIN_BAND_ROWS, coverage_rows
     from parc.solver import kind_band, tpot_headroom
 
     out = []
@@ -223,7 +223,7 @@ def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> l
             and band.get("ttftRows", 0) >= MIN_BAND_ROWS:
         worst = max((g.timing.ttft_s * 1e3 for g in sol.groups), default=0.0)
         out.append(f"TTFT is checked against the cost model's prediction, which is optimistic on {kind} models: in "
-                   f"{HEADROOM_COVERAGE * 4:.0f} of 4 {scored} online rows measured TTFT is at most {1 + late:.1f}x the "
+                   f"{coverage_rows(scored)} measured TTFT is at most {1 + late:.1f}x the "
                    f"prediction ({band['ttftRows']} rows), and it is larger in the rest (the model leaves out the serving "
                    f"path before the first token: HTTP, scheduling, prefill kernels launched one by one; and bursts of "
                    f"arrivals); if the plan's TTFT errs as those rows do, its {worst:.0f} ms is {worst * (1 + late):.0f} ms "

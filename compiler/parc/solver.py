@@ -443,7 +443,7 @@ def tpot_headroom(res: Resolved) -> tuple[float, str]:
     absolute TPOT error instead); MAX_TPOT_MARGIN where the calibration measured TPOT but not
     on that kind of model (fewer than MIN_BAND_ROWS online rows: the error there is unknown);
     0 without TPOT measurements."""
-    from parc.calibrate import HEADROOM_COVERAGE, MIN_BAND_ROWS
+    from parc.calibrate import MIN_BAND_ROWS, coverage_rows
 
     kind, own, measured, scored = kind_band(res)
     if not measured:
@@ -455,11 +455,11 @@ def tpot_headroom(res: Resolved) -> tuple[float, str]:
     excess = own.get("tpotP75Excess")
     if isinstance(excess, (int, float)):
         if excess <= 0:
-            return 0.0, (f"measured TPOT is at most the cost model's prediction in {HEADROOM_COVERAGE * 4:.0f} of 4 "
-                         f"{scored} online rows of {kind} models ({rows} rows)")
+            return 0.0, (f"measured TPOT is at most the cost model's prediction in {coverage_rows(scored)} of "
+                         f"{kind} models ({rows} rows)")
         return (min(MAX_TPOT_MARGIN, excess / (1 + excess)),
                 f"as measured TPOT exceeds the cost model's prediction by at most {excess * 100:.0f}% in "
-                f"{HEADROOM_COVERAGE * 4:.0f} of 4 {scored} online rows of {kind} models ({rows} rows)")
+                f"{coverage_rows(scored)} of {kind} models ({rows} rows)")
     value = own.get("tpotMedianApe")
     if isinstance(value, (int, float)) and value > 0:
         return (min(MAX_TPOT_MARGIN, float(value)),

@@ -66,6 +66,7 @@ re-estimates aiconfigurator's own best point and prints the deviation from its s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shutil
@@ -347,17 +348,21 @@ def compare_disaggregated(s: Scenario, plan: Json, row: Json, aic_python: str, t
     row["regret"] = (1.0 if misses else 1.0 - tok_gpu / max(refs)) if refs else None
 
 
+@functools.lru_cache(maxsize=1)
+def corpus_rows() -> tuple[Any, ...]:
+    """The published corpus, read once for every scenario."""
+    from parc import calibrate as c
+
+    return tuple(c.read_rows(Path(__file__).resolve().parent / "data" / "published.csv")[0])
+
+
 def nearest_measurement(s: Scenario, plan: Json, lay: Json) -> Any:
     """The published online row (TTFT/TPOT measured at a fixed concurrency) nearest to parc's
     choice: same model architecture, precision, GPU and layout (tp, pp, attention DP), the
     closest in batch per rank and lengths (log distance); None when the corpus has no row of that
     layout. It is where a measurement can say which tool's TPOT to believe at parc's batch."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from parc import calibrate as c
-
-    rows, _ = c.read_rows(Path(__file__).resolve().parent / "data" / "published.csv")
     arch, prec = plan["model"]["architecture"], plan["model"]["precision"]
-    same = [r for r in rows if r.concurrency and r.tpot_ms and r.arch.key == arch and r.precision == prec
+    same = [r for r in corpus_rows() if r.concurrency and r.tpot_ms and r.arch.key == arch and r.precision == prec
             and r.gpu.key == s.gpu and (r.shape.tp, r.shape.pp, r.shape.dpa) == (lay["tp"], lay["pp"], lay["dp"])]
 
     def distance(r: Any) -> float:

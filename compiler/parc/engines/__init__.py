@@ -117,6 +117,9 @@ class Capabilities:
 #: How a release runs a checkpoint format's quantized layers (``formats`` of the data files).
 KERNELS = ("native", "a8", "a16", "weight-only")
 
+#: What an engine's memory setting is a share of (``memory_budget``; costmodel.memory reads both).
+MEMORY_READINGS = ("share-of-total", "share-of-free")
+
 #: Rule ids the solver and plan stage know how to check (data files may only use these).
 KNOWN_RULES = (
     "tp-divides-heads", "tp-kv-heads", "ep-divides-experts", "ep-spans-stage", "block-quant-divisible",
@@ -139,6 +142,9 @@ def capabilities() -> dict[str, Capabilities]:
                 raise ValueError(f"engines/data/{name}.toml: unknown rule id {r['id']!r}")
             rules[r["id"]] = Rule(r["id"], r["text"], r["source"])
         formats = {f["format"]: dict(sorted(f["architectures"].items())) for f in raw.get("formats", [])}
+        if e["memory_budget"] not in MEMORY_READINGS:
+            raise ValueError(f"engines/data/{name}.toml: memory_budget {e['memory_budget']!r} is not one of "
+                             f"{', '.join(MEMORY_READINGS)}")
         for fmt, archs in formats.items():
             for arch_name, kernel in archs.items():
                 if kernel not in KERNELS:
