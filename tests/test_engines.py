@@ -244,12 +244,52 @@ def test_recipe_comparison_in_the_plan():
     assert any(n.startswith("differs from the vllm recipe's tp=4") for n in plan["notes"])
 
 
+def test_a_gap_to_the_recipe_from_an_unmeasured_class_is_not_called_measured():
+    """DeepSeek-R1 on 8 x H200: where parc prefers a layout of a class no published row runs
+    (attention DP over pipeline stages), the plan's band is the widened one and the recipe line
+    says the gap is the cost model's alone, not that it beats the error band."""
+    plan = make_plan(EXAMPLES / "deepseek-r1-fp8-8xh200.yaml")
+    g = plan["placement"]["groups"][0]
+    band = plan["calibration"]["errorBand"]
+    line = next(n for n in plan["notes"] if n.startswith("differs from the vllm recipe's"))
+    if g["pp"] > 1:
+        assert band["fewMeasurements"] and band["throughputP90Ape"] >= 1.0
+        assert "few measurements (pp/" in line and "the cost model's alone" in line, line
+    else:
+        assert "few measurements" not in line
+
+
 def test_forced_engine_that_cannot_run_the_checkpoint_is_located(run, write):
     p = spec(write, "openai/gpt-oss-120b", engine="tgi")
     code, _, err = run("validate", str(p))
     assert code == 2 and "model.id: TGI does not run mxfp4 (fp4) checkpoints on any GPU" in err
     with pytest.raises(SpecError):
         load_and_resolve(p)
+
+
+def test_int8_w8a8_is_not_planned_on_blackwell_where_its_gemm_has_no_kernel(tmp_path):
+    """vLLM 0.32.0 and SGLang 0.5.23 load an INT8 W8A8 checkpoint on a B200 and then fail at
+    start-up (no SM100 int8 GEMM; vllm #20337/#54311, sglang PR #28137): parc rejects the
+    placement with the rule instead of writing a launch that would not start; on H100 it plans."""
+    from parc.errors import InfeasibleError
+    from parc.resolve import load_and_resolve
+    from parc.solver import solve
+
+    text = ("apiVersion: parc.dev/v1alpha1\nkind: ServingSpec\nmetadata: {{name: w8a8}}\n"
+            "model: {{id: RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8, architecture: llama-3.1-8b, "
+            "precision: int8}}\nworkload: {{inputTokens: 1024, outputTokens: 256}}\n"
+            "slo: {{objective: throughput, tpotMs: 50}}\n"
+            "cluster: {{pools: [{{name: p, gpu: {gpu}, gpusPerNode: 8, scheduler: kubernetes}}]}}\n"
+            "engine: {{name: {engine}}}\n")
+    for engine in ("vllm", "sglang"):
+        p = tmp_path / f"{engine}.yaml"
+        p.write_text(text.format(gpu="B200-SXM-180GB", engine=engine))
+        with pytest.raises(InfeasibleError) as exc:
+            solve(load_and_resolve(p))
+        reasons = exc.value.closest
+        assert reasons and all("does not run int8 checkpoints on blackwell GPUs" in r for r in reasons), reasons
+        p.write_text(text.format(gpu="H100-SXM-80GB", engine=engine))
+        assert solve(load_and_resolve(p)).best.groups[0].cand.engine == engine
 
 
 def test_sglang_argv_is_the_servers_own_quantities(write):

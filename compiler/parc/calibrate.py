@@ -453,17 +453,19 @@ def coverage_rows(scored: str) -> str:
     return f"{HEADROOM_COVERAGE * 4:.0f} of 4 {scored} online rows"
 
 
+def config_classes(shape: cm.Shape, nodes_per_replica: int) -> tuple[str, ...]:
+    """Every configuration class a placement belongs to, most specific first: attention DP
+    (with or without EP), EP without attention DP, several nodes per replica, pipeline stages;
+    else TP or a single GPU. A placement that combines them (attention DP over pipeline
+    stages, TP x PP across nodes) is as uncertain as the least measured of its classes."""
+    parts = (("attention-dp", shape.dpa > 1), ("ep", shape.ep > 1 and shape.dpa <= 1),
+             ("multi-node", nodes_per_replica > 1), ("pp", shape.pp > 1))
+    return tuple(c for c, on in parts if on) or (("tp",) if shape.tp > 1 else ("single-gpu",))
+
+
 def config_class(shape: cm.Shape, nodes_per_replica: int) -> str:
-    """The configuration class of a placement (what its prediction error depends on most)."""
-    if shape.dpa > 1:
-        return "attention-dp"
-    if shape.ep > 1:
-        return "ep"
-    if nodes_per_replica > 1:
-        return "multi-node"
-    if shape.pp > 1:
-        return "pp"
-    return "tp" if shape.tp > 1 else "single-gpu"
+    """The configuration class a measured row is scored in (the first of :func:`config_classes`)."""
+    return config_classes(shape, nodes_per_replica)[0]
 
 
 def model_kind(arch: catalog.ModelArch) -> str:

@@ -60,6 +60,7 @@ class Factors:
     cuda_context_gib: float
     cuda_graphs_gib: float
     nccl_per_group_gib: float
+    nccl_per_group_pcie_gib: float  # the same on GPUs without NVLink
     provenance: str
 
     def coll(self, kind: str) -> float:
@@ -98,6 +99,7 @@ def factors(gpu: GpuSpec, engine: str, calibration: dict[str, Any] | None = None
         cuda_context_gib=float(mem["cuda_context_gib"]),
         cuda_graphs_gib=float(mem["cuda_graphs_gib"]),
         nccl_per_group_gib=float(mem["nccl_per_group_gib"]),
+        nccl_per_group_pcie_gib=float(mem["nccl_per_group_pcie_gib"]),
         provenance=str(cal.get("provenance", eff.get("provenance", "prior"))),
     )
 
@@ -262,7 +264,8 @@ def memory(arch: ModelArch, gpu: GpuSpec, shape: Shape, ckpt: Checkpoint | str, 
     weights = weight_bytes_per_gpu(arch, shape, ckpt)
     acts = activation_bytes(arch, shape, batched_tokens, max_seqs)
     groups = sum(1 for d in (shape.tp, shape.pp, shape.dpa) if d > 1)
-    overhead = (f.cuda_context_gib + f.cuda_graphs_gib + f.nccl_per_group_gib * groups) * GIB
+    per_group = f.nccl_per_group_gib if gpu.nvlink_gbs > 0 else f.nccl_per_group_pcie_gib
+    overhead = (f.cuda_context_gib + f.cuda_graphs_gib + per_group * groups) * GIB
     cap = gpu.memory_bytes
     if reading == "share-of-free":
         kv = utilization * (cap - weights - acts - overhead)

@@ -439,10 +439,8 @@ def router(res: Resolved, groups: tuple[PlanGroup, ...],
     return engines.get(groups[0].engine).router(job)
 
 
-def _band(res: Resolved, sol: Solution) -> float | None:
-    band = calibration(res, sol).get("errorBand") or {}
-    p90 = band.get("throughputP90Ape")
-    return float(p90) if p90 is not None else None
+def _band(res: Resolved, sol: Solution) -> dict[str, Any]:
+    return calibration(res, sol).get("errorBand") or {}
 
 
 def recipe_doc(result: Result) -> dict[str, Any] | None:
@@ -457,9 +455,10 @@ def recipe_doc(result: Result) -> dict[str, Any] | None:
             "rejectedBecause": rc.reason or None}
 
 
-def recipe_notes(result: Result, band: float | None = None) -> list[str]:
+def recipe_notes(result: Result, band: dict[str, Any] | None = None) -> list[str]:
     """A sentence on the engine recipe: matched, rejected (the rule), or beaten under the cost
-    model by how much, set against the prediction error band (``band``: p90 error)."""
+    model by how much, set against the prediction error band (``band``: the chosen placement's
+    ``errorBand``; a class with few measurements has no measured band to set the gap against)."""
     rc = result.recipe
     if rc is None:
         return []
@@ -478,8 +477,14 @@ def recipe_notes(result: Result, band: float | None = None) -> list[str]:
         gain = mine.throughput / theirs.throughput - 1 if theirs.throughput > 0 else 0.0
         cmp = (f"the recipe layout predicts {theirs.throughput:.0f} output tokens/s on {theirs.gpus} GPUs against "
                f"{mine.throughput:.0f} on {mine.gpus} here ({gain * 100:+.0f}%)")
-    if band is not None and gain <= band:
-        verdict = (f"the gap is inside the {band * 100:.0f}% error band (90th percentile), so benchmark both "
+    b = band or {}
+    p90 = b.get("throughputP90Ape")
+    if b.get("fewMeasurements"):
+        verdict = (f"parc's layout is in a configuration class with few measurements ({b['scope']}: "
+                   f"{b['heldOutRows']} held-out rows), so the gap is the cost model's alone: benchmark both "
+                   "before relying on it")
+    elif p90 is not None and gain <= p90:
+        verdict = (f"the gap is inside the {p90 * 100:.0f}% error band (90th percentile), so benchmark both "
                    "before relying on it")
     else:
         verdict = "the gap is larger than the prediction error band, so parc keeps its choice"
@@ -488,19 +493,22 @@ def recipe_notes(result: Result, band: float | None = None) -> list[str]:
 
 def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
     """Which efficiency factors the predictions used, and their expected error band: the
-    held-out error of the placement's configuration class on its GPU family (the widest among
-    the solution's groups), widened and flagged when the class has few measurements."""
+    held-out error of the placement's configuration classes on its GPU family (the widest among
+    the solution's groups and the classes each combines), widened and flagged when a class has
+    few measurements."""
     from parc import catalog
-    from parc.calibrate import band_for, config_class, scored_rows
+    from parc.calibrate import band_for, config_classes, scored_rows
 
     cal = res.calibration if res.calibration is not None else catalog.builtin_calibration()
     prov = cal.get("provenance", {}) if cal else {}
     bands = cal.get("bands", {}) if cal else {}
     # a disaggregated plan is a class of its own (its prefill/decode load model is not the aggregated one)
-    picked = [band_for(bands, "disaggregated" if sol.disaggregated else
-                       config_class(g.cand.shape, g.cand.nodes_per_replica), g.cand.pool.gpu.family)
-              for g in sol.groups] if bands else []
-    scope, band, few = max(picked, key=lambda p: float(p[1].get("p90Ape") or 0.0)) if picked else ("", {}, True)
+    picked = [band_for(bands, cls, g.cand.pool.gpu.family) for g in sol.groups
+              for cls in (("disaggregated",) if sol.disaggregated else
+                          config_classes(g.cand.shape, g.cand.nodes_per_replica))] if bands else []
+    # the widest band; on a tie, the class with few measurements (its band is a bound, not a measurement)
+    scope, band, few = (max(picked, key=lambda p: (float(p[1].get("p90Ape") or 0.0), p[2])) if picked
+                        else ("", {}, True))
     error: dict[str, Any] = {}
     if band:
         error = {"scope": scope, "configurationClass": scope.split("/")[0], "heldOutRows": int(band.get("rows", 0)),

@@ -56,6 +56,12 @@ of it aiconfigurator):
 
     python tests/benchmarks/aiconfigurator_compare.py [--json rows.json] [--only NAME ...]
 
+Two modes compare both tools with published measurements instead of with each other: `--measured`
+(the online rows: TPOT, tokens/s and TTFT at the measured concurrency, ~2.5 minutes) and
+`--offline` (the maximum-throughput MoE rows of TensorRT-LLM's tables, where batches are large:
+aiconfigurator's best over OFFLINE_BATCHES per rank against parc's maximum within the KV cache,
+~8 minutes).
+
 aiconfigurator is called, never copied, from `_aiconfigurator_worker.py` (run by `.venv-aic/bin/python`):
 `aiconfigurator.cli.api.cli_default` (search), `aiconfigurator.cli.api.cli_estimate` (mode agg, one
 layout at one batch), and, so that the aggregated estimate prices cross-node EP as the search does,
@@ -626,6 +632,91 @@ def measured(aic_python: str, tmp: Path) -> str:
     return "\n".join(lines)
 
 
+#: aiconfigurator's name for the MoE checkpoints of the offline rows (``--offline``): the measured
+#: precision must be the one aiconfigurator's bundled config quantizes to.
+AIC_OFFLINE_MODELS = {**{k: v for k, v in AIC_MODELS.items() if k[0] in ("deepseek-r1", "qwen3-235b-a22b", "gpt-oss-120b")},
+                      ("qwen3-235b-a22b", "fp4"): "nvidia/Qwen3-235B-A22B-NVFP4"}
+#: Batches per rank at which aiconfigurator is asked for an offline row's throughput: its best over
+#: them (within its KV capacity) is its prediction of the row's maximum.
+OFFLINE_BATCHES = (32, 64, 128, 256, 512, 1024, 2048)
+
+
+def moe_splits(r: Any) -> list[tuple[int, int]]:
+    """(moe_ep, moe_tp) for a measured MoE row: its EP when printed, else both EP and expert TP
+    over the whole group (a performance table that does not print EP leaves it open; the best of
+    the two is aiconfigurator's most generous reading)."""
+    width = r.shape.tp * r.shape.dpa
+    if r.shape.ep > 1:
+        return [(r.shape.ep, width // r.shape.ep)]
+    return [(width, 1), (1, width)] if width > 1 else [(1, 1)]
+
+
+def offline(aic_python: str, tmp: Path) -> str:
+    """The published offline (maximum-throughput) rows of MoE models that aiconfigurator has
+    data for (TensorRT-LLM's performance overview, its DeepSeek-R1 blog), each predicted by
+    aiconfigurator as its best output tokens/s over OFFLINE_BATCHES per rank and the row's
+    possible expert layouts (within its KV capacity), and by parc (its maximum within the KV
+    cache, as accuracy.py does). These rows run at the large batches where the scenarios' MoE
+    misses are: aiconfigurator's best below the measurement means its time per step at the
+    batch the benchmark ran is too slow, whatever that batch was."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from accuracy import HELD_OUT, split
+
+    from parc import calibrate as c
+
+    cal_rows, held, _ = split()
+    rows = [r for r in cal_rows + held if not r.concurrency and r.engine == "trtllm" and r.gpu.key in AIC_SYSTEMS
+            and (r.arch.key, r.precision) in AIC_OFFLINE_MODELS and r.shape.pp == 1]
+    items, owner = [], []
+    for i, r in enumerate(rows):
+        for ep, mtp in moe_splits(r):
+            for b in OFFLINE_BATCHES:
+                items.append({"model": AIC_OFFLINE_MODELS[(r.arch.key, r.precision)], "system": AIC_SYSTEMS[r.gpu.key],
+                              "backend": "trtllm", "isl": r.input_tokens, "osl": r.output_tokens, "tp": r.shape.tp,
+                              "pp": 1, "dp": r.shape.dpa, "batch": b, "ctxTokens": c.BATCHED_TOKENS,
+                              "moeEp": ep, "moeTp": mtp})
+                owner.append(i)
+    scored, seconds = run_worker(aic_python, "score", {"items": items}, tmp, "offline")
+    results = scored.get("items") or [{"error": scored.get("error", "no result")}] * len(items)
+    best: dict[int, Json] = {}
+    for i, item, res in zip(owner, items, results):
+        if "error" in res or res.get("kvCacheWarning") or res.get("tokens/s") is None:
+            continue
+        if i not in best or float(res["tokens/s"]) > float(best[i]["tokens/s"]):
+            best[i] = {**res, "moeEp": item["moeEp"], "batch": item["batch"]}
+    lines = [f"{'row':26} {'model':15} {'GPU':5} {'split':9} {'layout':16} {'ISL/OSL':>11}  tok/s: measured   "
+             "aiconfigurator (at bs, ep)      parc"]
+    err: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for i, r in enumerate(rows):
+        p = c.predict(r, None)
+        split_name = "held-out" if r.source in HELD_OUT else "calibr."
+        lay = f"tp{r.shape.tp} ep{r.shape.ep or '?'} dpa{r.shape.dpa}"
+        name = f"{r.id[-26:]:26} {r.arch.key[:15]:15} {r.gpu.key[:5]:5}"
+        if i not in best or p is None:
+            lines.append(f"{name} {split_name:9} {lay:16} {r.input_tokens:>5}/{r.output_tokens:<5}  not scored: "
+                         + ("aiconfigurator: no batch fits or no data" if i not in best else "parc: does not fit"))
+            continue
+        b = best[i]
+        aic_tok = float(b["tokens/s"]) * r.replicas
+        for key in ((r.arch.key, split_name), ("all MoE", split_name), ("all MoE", "all")):
+            e = err.setdefault(key, {"aic": [], "parc": []})
+            e["aic"].append(aic_tok / r.measured - 1)
+            e["parc"].append(p.throughput / r.measured - 1)
+        lines.append(f"{name} {split_name:9} {lay:16} {r.input_tokens:>5}/{r.output_tokens:<5}  "
+                     f"{r.measured:14.0f} {aic_tok:16.0f} (bs{b['batch']:>4}, ep{b['moeEp']}) {p.throughput:9.0f}")
+
+    def med(v: list[float]) -> str:
+        return f"{statistics.median(abs(x) for x in v) * 100:.0f}% (bias {statistics.median(v) * 100:+.0f}%)"
+
+    lines.append(f"\nmedian |error| of the maximum output tokens/s against the measurements (aiconfigurator {seconds:.0f} s, "
+                 f"{len(items)} estimates; parc's 'calibr.' rows were fitted on, its 'held-out' ones not):")
+    for (model, split_name), e in sorted(err.items()):
+        below = sum(x < 0 for x in e["aic"])
+        lines.append(f"  {model:16} {split_name:9} {len(e['aic']):4d} rows  aiconfigurator {med(e['aic'])}, "
+                     f"parc {med(e['parc'])}; aiconfigurator's best below the measurement in {below}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, help="write the rows to this file")
@@ -636,6 +727,10 @@ def main() -> int:
     ap.add_argument("--measured", action="store_true",
                     help="instead of the scenarios: both tools against the published online rows aiconfigurator "
                          "has data for (measured TPOT, tokens/s and TTFT at a fixed concurrency)")
+    ap.add_argument("--offline", action="store_true",
+                    help="instead of the scenarios: both tools against the published offline (maximum-throughput) "
+                         "MoE rows aiconfigurator has data for (TensorRT-LLM's tables, at the large batches where the "
+                         "scenarios' MoE misses are)")
     ap.add_argument("--aic-python", default=str(REPO / ".venv-aic" / "bin" / "python"),
                     help="python of the venv with aiconfigurator (default .venv-aic/bin/python)")
     args = ap.parse_args()
@@ -643,9 +738,9 @@ def main() -> int:
         print(f"{args.aic_python} not found; set it up with:\n  python3 -m venv .venv-aic && .venv-aic/bin/pip "
               "install -r tests/benchmarks/requirements-aiconfigurator.txt", file=sys.stderr)
         return 2
-    if args.measured:
+    if args.measured or args.offline:
         with tempfile.TemporaryDirectory(prefix="parc-aic-") as tmpdir:
-            print(measured(args.aic_python, Path(tmpdir)))
+            print((measured if args.measured else offline)(args.aic_python, Path(tmpdir)))
         return 0
     chosen = [s for s in SCENARIOS if not args.only or any(o in s.name for o in args.only)]
     rows = []

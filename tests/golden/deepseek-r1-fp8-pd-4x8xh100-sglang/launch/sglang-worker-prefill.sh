@@ -19,7 +19,7 @@ exec sglang serve \
     --pp-size 4 \
     --attn-dp-size 4 \
     --context-length 8192 \
-    --max-running-requests 136 \
+    --max-running-requests 132 \
     --chunked-prefill-size 32768 \
     --mem-fraction-static 0.814 \
     --kv-cache-dtype auto \
