@@ -58,7 +58,7 @@ of it aiconfigurator):
 
 Two modes compare both tools with published measurements instead of with each other: `--measured`
 (the online rows: TPOT, tokens/s and TTFT at the measured concurrency, ~2.5 minutes) and
-`--offline` (the maximum-throughput MoE rows of TensorRT-LLM's tables, where batches are large:
+`--offline` (the maximum-throughput MoE rows of TensorRT-LLM's tables, at larger batches:
 aiconfigurator's best over OFFLINE_BATCHES per rank against parc's maximum within the KV cache,
 ~8 minutes).
 
@@ -653,12 +653,13 @@ def moe_splits(r: Any) -> list[tuple[int, int]]:
 
 def offline(aic_python: str, tmp: Path) -> str:
     """The published offline (maximum-throughput) rows of MoE models that aiconfigurator has
-    data for (TensorRT-LLM's performance overview, its DeepSeek-R1 blog), each predicted by
-    aiconfigurator as its best output tokens/s over OFFLINE_BATCHES per rank and the row's
-    possible expert layouts (within its KV capacity), and by parc (its maximum within the KV
-    cache, as accuracy.py does). These rows run at the large batches where the scenarios' MoE
-    misses are: aiconfigurator's best below the measurement means its time per step at the
-    batch the benchmark ran is too slow, whatever that batch was."""
+    data for (TensorRT-LLM's performance overview), each predicted by aiconfigurator as its best
+    output tokens/s over OFFLINE_BATCHES per rank and the row's possible expert layouts (within
+    its KV capacity), and by parc (its maximum within the KV cache, as accuracy.py does). The
+    tables print no batch: aiconfigurator's best below the measurement means its time per step
+    at the batch the benchmark ran is too slow, whatever that batch was; parc's maximum above it
+    means its step is too cheap only if the benchmark ran at parc's batch (trtllm-bench sizes
+    max_batch_size itself; see the README)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from accuracy import HELD_OUT, split
 
@@ -729,8 +730,8 @@ def main() -> int:
                          "has data for (measured TPOT, tokens/s and TTFT at a fixed concurrency)")
     ap.add_argument("--offline", action="store_true",
                     help="instead of the scenarios: both tools against the published offline (maximum-throughput) "
-                         "MoE rows aiconfigurator has data for (TensorRT-LLM's tables, at the large batches where the "
-                         "scenarios' MoE misses are)")
+                         "MoE rows aiconfigurator has data for (TensorRT-LLM's tables, larger batches than the online "
+                         "rows)")
     ap.add_argument("--aic-python", default=str(REPO / ".venv-aic" / "bin" / "python"),
                     help="python of the venv with aiconfigurator (default .venv-aic/bin/python)")
     args = ap.parse_args()
