@@ -382,6 +382,7 @@ def build(res: Resolved, result: Result) -> Plan:
     engine = best.engine
     groups = plan_groups(res, best)
     route = routing(res, groups)
+    cal_doc = calibration(res, best)
     doc = {
         "apiVersion": "parc.dev/v1alpha1",
         "kind": "Plan",
@@ -399,9 +400,9 @@ def build(res: Resolved, result: Result) -> Plan:
         "predicted": predicted(best),
         "meetsSlo": best.meets_slo,
         "objective": result.objective,
-        "calibration": calibration(res, best),
+        "calibration": cal_doc,
         "notes": ([result.disaggregation] if result.disaggregation else []) + notes(best, res, groups)
-        + recipe_notes(result, _band(res, best)),
+        + recipe_notes(result, cal_doc["errorBand"]),
         "recipe": recipe_doc(result),
         "routing": {"mode": route.mode, "why": route.why,
                     "weights": [{"group": g.index, "pool": g.pool.name, "weight": w}
@@ -437,10 +438,6 @@ def router(res: Resolved, groups: tuple[PlanGroup, ...],
     job = engines.RouterJob(res.spec.engine.version, res.spec.deploy.port, count["prefill"], count["decode"],
                             discovery)
     return engines.get(groups[0].engine).router(job)
-
-
-def _band(res: Resolved, sol: Solution) -> dict[str, Any]:
-    return calibration(res, sol).get("errorBand") or {}
 
 
 def recipe_doc(result: Result) -> dict[str, Any] | None:

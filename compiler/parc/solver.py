@@ -31,7 +31,6 @@ from parc.engines import Capabilities, Recipe, capabilities, recipe_for, rules
 from parc.errors import InfeasibleError
 from parc.resolve import Resolved, ResolvedPool
 
-UTILIZATIONS = cm.UTILIZATIONS
 #: Prefill chunk budgets (max_num_batched_tokens per rank) the solver chooses from: the engines'
 #: recipes use 2,048 (TensorRT-LLM Llama guide) to 32,768 (vLLM DeepSeek guide).
 CHUNKS = (2048, 4096, 8192, 16384, 32768)
@@ -304,7 +303,7 @@ def _max_pp(arch: ModelArch, pool: ResolvedPool, tp: int, dpa: int) -> int:
     """Deepest pipeline worth trying: twice the stages the weights need to fit (at least
     4), at most 32 and the layer count. Deeper pipelines only add bubbles and sends; the
     bound keeps a 4,096-GPU search to thousands of shapes, not tens of thousands."""
-    usable = pool.gpu.memory_bytes * UTILIZATIONS[-1]
+    usable = pool.gpu.memory_bytes * cm.UTILIZATIONS[-1]
     need = 1
     while need < arch.num_hidden_layers and cm.weight_bytes_per_gpu(arch, cm.Shape(tp, need, 1, dpa), _INT4) > usable:
         need += 1
@@ -394,7 +393,7 @@ def _memory_fit(arch: ModelArch, gpu: catalog.GpuSpec, shape: cm.Shape, ckpt: ca
     prefill chunk budgets that fit there and the sequences each holds; when none fits, why (a
     sentence with the numbers). Depends on the hardware, not the pool, so a fleet of pools of
     one GPU type computes it once."""
-    for util in UTILIZATIONS:
+    for util in cm.UTILIZATIONS:
         chunks = []
         for tokens in CHUNKS:
             mem = cm.memory(arch, gpu, shape, ckpt, f, utilization=util, batched_tokens=tokens, max_seqs=256)
@@ -402,13 +401,13 @@ def _memory_fit(arch: ModelArch, gpu: catalog.GpuSpec, shape: cm.Shape, ckpt: ca
                 chunks.append(Chunk(tokens, cm.max_sequences(arch, shape, kv, mem, mean), mem))
         if chunks:
             return util, tuple(chunks)
-    mem = cm.memory(arch, gpu, shape, ckpt, f, utilization=UTILIZATIONS[-1], batched_tokens=CHUNKS[0], max_seqs=256)
+    mem = cm.memory(arch, gpu, shape, ckpt, f, utilization=cm.UTILIZATIONS[-1], batched_tokens=CHUNKS[0], max_seqs=256)
     per_seq = shapes.kv_bytes_per_sequence(arch, kv, shape.tp, shape.pp, max_context)
     need = mem.weights + mem.activations + mem.overhead + per_seq
     return (f"needs {need / cm.GIB:.1f} GiB per GPU ({mem.weights / cm.GIB:.1f} weights + "
             f"{per_seq / cm.GIB:.2f} KV for one {max_context}-token sequence + "
             f"{(mem.activations + mem.overhead) / cm.GIB:.1f} activations and runtime); "
-            f"{gpu.key} offers {mem.budget / cm.GIB:.1f} GiB at gpuMemoryUtilization {UTILIZATIONS[-1]}")
+            f"{gpu.key} offers {mem.budget / cm.GIB:.1f} GiB at gpuMemoryUtilization {cm.UTILIZATIONS[-1]}")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -1181,7 +1180,7 @@ def _why_nothing_fits(res: Resolved, rejs: list[Rejection]) -> tuple[str, list[s
     if mem:
         biggest = max(mem, key=lambda r: r.shape.gpus)
         pool = next(p for p in res.pools if p.name == biggest.pool)
-        cap = pool.gpu.memory_bytes * UTILIZATIONS[-1]
+        cap = pool.gpu.memory_bytes * cm.UTILIZATIONS[-1]
         need_gpus = math.ceil(wbytes / cap)
         msg = (f"no placement fits: {arch.key} in {prec} needs ~{wbytes / 1e9:.0f} GB of weights "
                f"({total / 1e9:.0f}B parameters at {wbytes / total:.3g} bytes each as {res.checkpoint.format}); "
