@@ -577,6 +577,11 @@ AIC_MODELS = {("deepseek-r1", "fp8"): "deepseek-ai/DeepSeek-R1", ("qwen3-235b-a2
               ("llama-3.1-8b", "bf16"): "meta-llama/Meta-Llama-3.1-8B"}
 
 
+def _med(v: list[float]) -> str:
+    """Median absolute relative error and the bias (median signed error) of ``v``, as a percent."""
+    return f"{statistics.median(abs(x) for x in v) * 100:.0f}% (bias {statistics.median(v) * 100:+.0f}%)" if v else "-"
+
+
 def measured(aic_python: str, tmp: Path) -> str:
     """The published online rows (TTFT/TPOT measured at a fixed concurrency) that aiconfigurator
     has data for, each predicted by aiconfigurator (its estimate of the row's layout at the row's
@@ -619,16 +624,13 @@ def measured(aic_python: str, tmp: Path) -> str:
         lines.append(f"{r.id[:48]:48} {split_name:9} {r.concurrency:5.0f}  {r.tpot_ms:14.1f} {float(res['tpot']):5.1f} "
                      f"{p.tpot_ms:5.1f}   {r.measured:14.0f} {aic_tok:7.0f} {p.throughput:7.0f}{ttft}")
 
-    def med(v: list[float]) -> str:
-        return f"{statistics.median(abs(x) for x in v) * 100:.0f}% (bias {statistics.median(v) * 100:+.0f}%)" if v else "-"
-
     lines.append(f"\nmedian |error| against the measurements (aiconfigurator {seconds:.0f} s; parc's 'calibr.' rows "
                  "were fitted on, its 'held-out' ones not):")
     for (kind, split_name), e in sorted(err.items()):
-        lines.append(f"  {kind:5} {split_name:9} {len(e['aic tpot']):4d} rows  TPOT: aiconfigurator {med(e['aic tpot'])}, "
-                     f"parc {med(e['parc tpot'])}   tokens/s: aiconfigurator {med(e['aic tok/s'])}, "
-                     f"parc {med(e['parc tok/s'])}   TTFT ({len(e['aic ttft'])} rows): aiconfigurator "
-                     f"{med(e['aic ttft'])}, parc {med(e['parc ttft'])}")
+        lines.append(f"  {kind:5} {split_name:9} {len(e['aic tpot']):4d} rows  TPOT: aiconfigurator {_med(e['aic tpot'])}, "
+                     f"parc {_med(e['parc tpot'])}   tokens/s: aiconfigurator {_med(e['aic tok/s'])}, "
+                     f"parc {_med(e['parc tok/s'])}   TTFT ({len(e['aic ttft'])} rows): aiconfigurator "
+                     f"{_med(e['aic ttft'])}, parc {_med(e['parc ttft'])}")
     return "\n".join(lines)
 
 
@@ -706,15 +708,12 @@ def offline(aic_python: str, tmp: Path) -> str:
         lines.append(f"{name} {split_name:9} {lay:16} {r.input_tokens:>5}/{r.output_tokens:<5}  "
                      f"{r.measured:14.0f} {aic_tok:16.0f} (bs{b['batch']:>4}, ep{b['moeEp']}) {p.throughput:9.0f}")
 
-    def med(v: list[float]) -> str:
-        return f"{statistics.median(abs(x) for x in v) * 100:.0f}% (bias {statistics.median(v) * 100:+.0f}%)"
-
     lines.append(f"\nmedian |error| of the maximum output tokens/s against the measurements (aiconfigurator {seconds:.0f} s, "
                  f"{len(items)} estimates; parc's 'calibr.' rows were fitted on, its 'held-out' ones not):")
     for (model, split_name), e in sorted(err.items()):
         below = sum(x < 0 for x in e["aic"])
-        lines.append(f"  {model:16} {split_name:9} {len(e['aic']):4d} rows  aiconfigurator {med(e['aic'])}, "
-                     f"parc {med(e['parc'])}; aiconfigurator's best below the measurement in {below}")
+        lines.append(f"  {model:16} {split_name:9} {len(e['aic']):4d} rows  aiconfigurator {_med(e['aic'])}, "
+                     f"parc {_med(e['parc'])}; aiconfigurator's best below the measurement in {below}")
     return "\n".join(lines)
 
 
