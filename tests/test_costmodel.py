@@ -62,6 +62,19 @@ def test_kv_cache_mla_is_latent_and_replicated():
     assert shapes.kv_bytes_per_sequence(ds, "auto", 8, 1, 1) == per
 
 
+def test_mla_decodes_in_latent_space_and_prefills_as_multi_head_attention():
+    """A DeepSeek decode token attends over the 512-wide latent plus the 64-wide rotary key in
+    each of 128 heads (absorbed form); a prompt token attends over up-projected 192-wide keys and
+    128-wide values (expanded form), as the engines' MLA prefill runs: 3.4x fewer FLOPs, and
+    a dense model's attention is the same in both."""
+    ds = catalog.models().entries["deepseek-r1"]
+    decode = shapes.attention_flops(ds, 1, 1000)
+    prompt = shapes.attention_flops(ds, 1, 1000, prefill=True)
+    assert decode == 2 * 128 * (512 + 64 + 512) * 61 * 1000
+    assert prompt == 2 * 128 * (128 + 64 + 128) * 61 * 1000
+    assert shapes.attention_flops(LLAMA3_70B, 1, 1000, prefill=True) == shapes.attention_flops(LLAMA3_70B, 1, 1000)
+
+
 def test_sliding_window_caps_kv():
     oss = catalog.models().entries["gpt-oss-120b"]
     short = shapes.kv_bytes_per_sequence(oss, "auto", 1, 1, oss.sliding_window)

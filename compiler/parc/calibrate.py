@@ -54,6 +54,7 @@ class Row:
     ttft_ms: float | None
     tpot_ms: float | None
     checkpoint: Checkpoint | None = None  # the catalog checkpoint measured (else the precision's usual one)
+    max_batch: int | None = None  # the engine's batch limit per data-parallel rank and micro-batch, if known
 
     @property
     def family(self) -> str:
@@ -68,7 +69,7 @@ def _f(x: str) -> float | None:
 
 
 _INT_COLUMNS = {"tp": 4096, "pp": 1024, "ep": 4096, "replicas": 1 << 20, "gpu_count": 1 << 20, "nodes": 1 << 17,
-                "input_tokens": 1 << 24, "output_tokens": 1 << 24}
+                "input_tokens": 1 << 24, "output_tokens": 1 << 24, "max_batch_size": 1 << 20}
 _FLOAT_COLUMNS = ("concurrency", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "ttft_ms", "tpot_ms")
 
 
@@ -176,7 +177,7 @@ def read_rows(path: Path) -> tuple[list[Row], dict[str, int]]:
             rows.append(Row(r.get("id", ""), r.get("source_id", ""), r.get("engine", "") or "other", arch, gpu, prec,
                             "fp8" if (r.get("kv_cache_precision") or "") == "fp8" else "auto", gpus, nodes,
                             cm.Shape(tp, pp, ep, dpa), replicas, int(inp), int(out), conc, float(measured),
-                            total is None, ttft, tpot, ckpt))
+                            total is None, ttft, tpot, ckpt, int(_f(r.get("max_batch_size", "")) or 0) or None))
     if problems:
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise UsageError("\n".join(problems[:20]) + more)
@@ -230,11 +231,19 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
             break
     else:
         return None
+    if row.max_batch:  # the engine admits at most this many sequences per rank and micro-batch
+        max_load = min(max_load, row.max_batch * row.shape.dpa * row.shape.pp)
     prep = cm.prepare(ctx, row.shape, BATCHED_TOKENS)
     if row.concurrency:
         load = max(1.0, row.concurrency / row.replicas)
         t = cm.predict_closed_loop(prep, load, max_load)  # beyond the KV cache's sequences, requests queue
         load = min(load, float(max_load))
+    elif row.tpot_ms:
+        # offline, but the run measured its TPOT: the engine's running batch is what its
+        # throughput and TPOT imply (Little's law: sequences decoding = tokens/s x s per token),
+        # not the KV cache's maximum (the engine's batch limit is not printed)
+        load = min(float(max_load), max(1.0, row.measured / row.replicas * row.tpot_ms * 1e-3))
+        t = cm.predict_prepared(prep, load)
     else:  # offline: the load that maximises throughput within memory
         best = None
         load = float(max_load)
@@ -480,6 +489,7 @@ def row_class(row: Row) -> str:
 def _band(group: list[Scored]) -> dict[str, float]:
     a = [s.ape for s in group]
     out: dict[str, float] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_cover(a, 0.9), 3),
+                             "maxApe": math.ceil(max(a) * 1000) / 1000,  # a bound: rounded up
                              "bias": round(_pct([s.pred.throughput / s.row.measured for s in group], .5) - 1, 3)}
     # (predicted, measured) of each timing; measured is None on rows that did not measure it
     timings = {"tpot": [(s.pred.tpot_ms, s.row.tpot_ms) for s in group],
@@ -526,7 +536,7 @@ def band_for(bands_: dict[str, Any], cls: str, family: str) -> tuple[str, dict[s
     """``(scope, band, few)`` for a placement of class ``cls`` on ``family``: the class and
     family's band when it has MIN_BAND_ROWS held-out rows, else the class's over all families,
     else — few measurements — a wide band: the larger of the class's own p90 (if any) and 1.5x
-    the overall p90, at least 100%."""
+    the overall p90, at least 100% (with the worst of its own rows, if any)."""
     for key in (f"{cls}/{family}", f"{cls}/*"):
         b = bands_.get(key)
         if isinstance(b, dict) and b.get("rows", 0) >= MIN_BAND_ROWS:
@@ -536,7 +546,10 @@ def band_for(bands_: dict[str, Any], cls: str, family: str) -> tuple[str, dict[s
     wide = max(1.0, 1.5 * float(overall.get("p90Ape") or 0.0), float(own.get("p90Ape") or 0.0))
     median = max(float(own.get("medianApe") or 0.0), float(overall.get("medianApe") or 0.0))
     key = f"{cls}/{family}" if bands_.get(f"{cls}/{family}") else f"{cls}/*"
-    return key, {"rows": int(own.get("rows", 0)), "medianApe": round(median, 3), "p90Ape": round(wide, 3)}, True
+    band = {"rows": int(own.get("rows", 0)), "medianApe": round(median, 3), "p90Ape": round(wide, 3)}
+    if own.get("maxApe") is not None:
+        band["maxApe"] = own["maxApe"]
+    return key, band, True
 
 
 def calibration_document(cal: dict[str, Any], source: str, rows: list[Row], scored: list[Scored],

@@ -405,7 +405,8 @@ class _Stage:
     idle_share: float  # 1 - k/E: probability one token skips a given expert
     dpa: int
     kv: dict[float, float]  # context tokens -> KV bytes of one sequence on the GPU
-    attn: dict[float, float]  # context tokens -> attention FLOPs per new token on the GPU
+    attn: dict[float, float]  # context tokens -> attention FLOPs per decode token on the GPU
+    attn_prompt: float  # attention FLOPs of a prompt token on the GPU (it attends to half its prompt)
     hbm: float  # achievable bytes/s
     lin_tok: float  # weight-matmul seconds per token on the GPU (each layer kind at its precision)
     attn_peak: float  # achievable FLOP/s of the attention core
@@ -459,6 +460,7 @@ def _stage(ctx: Context, shape: Shape) -> _Stage:
         dpa=shape.dpa,
         kv={c: shapes.kv_bytes_per_sequence(arch, ctx.kv_precision, shape.tp, shape.pp, c) for c in contexts},
         attn={c: shapes.attention_flops(arch, 1, c) / split for c in contexts},
+        attn_prompt=shapes.attention_flops(arch, 1, ctx.input_tokens / 2, prefill=True) / split,
         hbm=gpu.hbm_bandwidth_gbs * 1e9 * f.memory_bandwidth,
         lin_tok=matmul_seconds_per_token(arch, gpu, ctx.checkpoint, ctx.kernel, f.dequant) / split / f.compute,
         attn_peak=attention_peak(gpu, ctx.kv_precision) * f.compute,
@@ -581,7 +583,10 @@ def _parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[
     if st.experts:
         routed = max(new_tokens * st.dpa, 1e-9)  # the EP group sees the tokens of every attention rank
         w_read -= st.experts * st.idle_share ** routed
-    return w_read, seqs * st.kv[context], new_tokens * st.lin_tok, new_tokens * st.attn[context] / st.attn_peak
+    # the iteration's decode tokens (one per sequence) attend to the running context, its prompt
+    # tokens (the rest) to the part of their prompt before them: half of it on average
+    attn = seqs * st.attn[context] + max(0.0, new_tokens - seqs) * st.attn_prompt
+    return w_read, seqs * st.kv[context], new_tokens * st.lin_tok, attn / st.attn_peak
 
 
 def step_terms(p: Prepared, load: float) -> StepTerms:

@@ -511,6 +511,8 @@ def calibration(res: Resolved, sol: Solution) -> dict[str, Any]:
         error = {"scope": scope, "configurationClass": scope.split("/")[0], "heldOutRows": int(band.get("rows", 0)),
                  "scoredOn": scored_rows(cal), "fewMeasurements": few, "throughputMedianApe": band.get("medianApe"),
                  "throughputP90Ape": band.get("p90Ape")}
+        if band.get("maxApe") is not None:  # the worst held-out row: what the 90th percentile leaves out
+            error["throughputMaxApe"] = band["maxApe"]
         if not few and band.get("tpotRows", 0) >= MIN_TIMING_ROWS:
             error.update(tpotMedianApe=band.get("tpotMedianApe"), tpotP90Ape=band.get("tpotP90Ape"))
     return {

@@ -63,8 +63,11 @@ def band_sentence(cal: dict[str, Any]) -> str:
     on = band.get("scoredOn", "held-out")  # "fitted": the bands are the calibration's in-sample error
     where = (f"{band['scope']}: few measurements, {n} {on} row{'s' if n != 1 else ''}, band widened"
              if band.get("fewMeasurements") else f"{band['scope']}, {n} {on} rows")
-    tpot = (f"; TPOT ±{band['tpotMedianApe'] * 100:.0f}% median, ±{band['tpotP90Ape'] * 100:.0f}% p90"
-            if band.get("tpotMedianApe") is not None else "")
+    worst = band.get("throughputMaxApe")
+    tpot = (f", worst {on} row ±{worst * 100:.0f}%" if worst is not None and worst > band["throughputP90Ape"]
+            else "")  # what the percentile leaves out
+    tpot += (f"; TPOT ±{band['tpotMedianApe'] * 100:.0f}% median, ±{band['tpotP90Ape'] * 100:.0f}% p90"
+             if band.get("tpotMedianApe") is not None else "")
     if band.get("fewMeasurements"):  # no median of its own to state: only the widened bound
         return (f"{cal['source']} calibration; expected throughput error up to ±{band['throughputP90Ape'] * 100:.0f}% "
                 f"(90th percentile){tpot} ({where})")

@@ -123,10 +123,20 @@ def kv_bytes_per_sequence(arch: ModelArch, kv_precision: str, tp: int, pp: int, 
     return per * (full * tokens + arch.sliding_window_layers * window) / pp
 
 
-def attention_flops(arch: ModelArch, query_tokens: float, context_tokens: float) -> float:
+def attention_flops(arch: ModelArch, query_tokens: float, context_tokens: float, prefill: bool = False) -> float:
     """FLOPs of the score and value products (QK^T and AV) for ``query_tokens`` attending to
-    ``context_tokens`` each, over all layers (2 FLOPs per multiply-add)."""
-    if arch.is_mla:
+    ``context_tokens`` each, over all layers (2 FLOPs per multiply-add). MLA runs in two
+    forms: a decode token attends in the latent space (absorbed: the 512-wide latent plus the
+    rotary part per head), a prompt token attends as ordinary multi-head attention over keys and
+    values up-projected from the latent (expanded: qk_nope + qk_rope and v_head_dim per head),
+    as the engines' MLA prefill paths do (vLLM 0.32.0 ``vllm/v1/attention/backend.py``: the MLA
+    implementation's ``forward_mha`` "MHA-style prefill" and ``forward_mqa`` "MQA-style decode";
+    SGLang 0.5.23 ``models/deepseek_common/attention_backend_handler.py``: an extend batch runs
+    ``AttnForwardMethod.MHA`` on the aiter, FA3 and Triton backends); ``prefill`` picks the
+    latter."""
+    if arch.is_mla and prefill:
+        qk, v = arch.qk_nope_head_dim + arch.qk_rope_head_dim, arch.v_head_dim
+    elif arch.is_mla:
         qk = arch.kv_lora_rank + arch.qk_rope_head_dim  # absorbed MLA attends in latent space
         v = arch.kv_lora_rank
     else:

@@ -12,7 +12,7 @@ exec sglang serve \
     --pp-size 2 \
     --attn-dp-size 4 \
     --context-length 16384 \
-    --max-running-requests 1476 \
+    --max-running-requests 2004 \
     --chunked-prefill-size 8192 \
     --mem-fraction-static 0.858 \
     --kv-cache-dtype auto

@@ -16,11 +16,11 @@ exec sglang serve \
     --port "${PARC_PORT}" \
     --tp-size 4 \
     --pp-size 4 \
-    --attn-dp-size 4 \
+    --attn-dp-size 2 \
     --context-length 8192 \
-    --max-running-requests 132 \
+    --max-running-requests 140 \
     --chunked-prefill-size 32768 \
-    --mem-fraction-static 0.814 \
+    --mem-fraction-static 0.787 \
     --kv-cache-dtype auto \
     --disaggregation-mode prefill \
     --disaggregation-transfer-backend mooncake \

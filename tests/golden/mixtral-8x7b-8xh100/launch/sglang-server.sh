@@ -12,7 +12,7 @@ exec sglang serve \
     --pp-size 2 \
     --attn-dp-size 2 \
     --context-length 16384 \
-    --max-running-requests 444 \
+    --max-running-requests 424 \
     --chunked-prefill-size 4096 \
     --mem-fraction-static 0.828 \
     --kv-cache-dtype auto \
