@@ -134,6 +134,33 @@ def test_decode_is_memory_bound_and_tpot_grows_with_load():
     assert t8.tpot_s < t1.tpot_s
 
 
+def test_an_engine_that_prefills_apart_pays_a_forward_per_chunk():
+    """SGLang (without --enable-mixed-chunk) and TGI run a prompt chunk as a forward of its own
+    while the running decodes wait; vLLM and TensorRT-LLM put the chunk into the decodes'
+    iteration. At a load where prompts arrive, the separate forward reads the weights again and
+    pays its own overhead: TPOT is higher, by at most the share of iterations that carry a chunk
+    times a prefill forward plus its overhead; the cost terms still add up to TPOT."""
+    from dataclasses import replace
+
+    from parc.resolve import ResolvedPool
+
+    gpu = catalog.gpus().get("H100-SXM-80GB")
+    pool = ResolvedPool(0, "p", gpu, 1, 8, "nvlink", 8, "none", 0, "none")
+    ckpt = catalog.assumed_checkpoint("", LLAMA3_70B.key, "bf16", "")
+    mixed = cm.Context(LLAMA3_70B, pool, ckpt, "auto", "vllm", "native", cm.factors(gpu, "vllm"), 1000, 200)
+    apart = replace(mixed, separate_prefill=True)
+    shape = cm.Shape(4, 1, 1, 1)
+    for load in (1, 16, 64):
+        a, b = cm.predict(mixed, shape, load, 2048), cm.predict(apart, shape, load, 2048)
+        assert b.tpot_s > a.tpot_s
+        terms = cm.step_terms(cm.prepare(apart, shape, 2048), load)
+        assert terms.tpot_ms == pytest.approx(b.tpot_s * 1e3, rel=1e-9)
+    from parc.engines import capabilities
+
+    assert {n: c.prefill_batching for n, c in capabilities().items()} == {
+        "vllm": "mixed", "trtllm": "mixed", "sglang": "separate", "tgi": "separate"}
+
+
 def test_layer_kinds_sum_to_the_matmul_flops():
     for key in ("llama-3-70b", "gpt-oss-120b", "deepseek-r1", "qwen3-235b-a22b"):
         arch = catalog.models().entries[key]

@@ -82,7 +82,7 @@ EXPECTED = {
     'arch-config-dir': (2, 'spec.yaml:7:15: model.configPath: /tmp/cat is a directory; point configPath at the config.json file\n1 problem in 1 spec\n'),
     'keys-not-strings': (2, 'spec.yaml:16:1: keys must be strings, got a number (1); quote it\n1 problem in 1 spec\n'),
     'trtllm-no-image-k8s': (2, 'spec.yaml: target kubernetes: parc has no official trtllm image for NVIDIA GPUs at this release; set engine.image\n'),
-    'slo-infeasible': (3, 'spec.yaml: no placement meets the SLO at objective latency; the fastest, p: tp=8 pp=1 ep=1 dpAttention=1, gives TPOT 5.6 ms and TTFT 15 ms with one request\nspec.yaml: fix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs\n'),
+    'slo-infeasible': (3, 'spec.yaml: no placement meets the SLO at objective latency; the fastest, p: tp=8 pp=1 ep=1 dpAttention=1, gives TPOT 5.2 ms and TTFT 14 ms with one request\nspec.yaml: fix: relax slo.tpotMs / slo.ttftMs, lower workload.concurrency, or add faster GPUs\n'),
     'pool-too-small-replicas': (3, 'spec.yaml: no placement is possible (constraints); the first reasons:\nspec.yaml: vllm p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\nspec.yaml: trtllm p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\nspec.yaml: tgi p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\nspec.yaml: sglang p tp=8 pp=1 ep=1 dpAttention=1: constraints.replicas [100] leaves no room: p holds at most 1 replica of 8 GPUs\n'),
 }
 

@@ -218,8 +218,9 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     engine = _engine(row)
     f = cm.factors(row.gpu, engine, cal)
     ckpt = _checkpoint(row)
-    ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, _kernel(row), f, row.input_tokens, row.output_tokens)
     cap = capabilities()[engine]
+    ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, _kernel(row), f, row.input_tokens, row.output_tokens,
+                     separate_prefill=cap.prefill_batching == "separate")
     resident = cm.resident_tokens(row.input_tokens, row.output_tokens, cap.kv_admission)
     # the engine's memory setting, read as the engine reads it: the lowest setting parc writes at
     # which the measured placement holds a request (it ran, so its engine was set so that it fits)

@@ -377,6 +377,9 @@ class Context:
     factors: Factors
     input_tokens: int
     output_tokens: int
+    # the engine runs a prompt chunk as a forward of its own while the running decodes wait
+    # (Capabilities.prefill_batching "separate"), instead of inside their iteration
+    separate_prefill: bool = False
 
 
 def links(ctx: Context, shape: Shape) -> tuple[LinkCost, LinkCost, LinkCost]:
@@ -599,7 +602,12 @@ def step_terms(p: Prepared, load: float) -> StepTerms:
         return w / st.hbm, kv / st.hbm, lin + attn, max(w / st.hbm, lin) + max(kv / st.hbm, attn)
 
     dec = terms(seqs)
-    mix = terms((x.per_rank + x.mixed) / x.m)
+    if p.ctx.separate_prefill:  # the decode iteration, then a forward of the prompt chunk alone
+        w, kv, lin, attn = _parts(st, 0.0, x.mixed / x.m, x.ctx_mean)
+        mix = (dec[0] + w / st.hbm, dec[1] + kv / st.hbm, dec[2] + lin + attn,
+               dec[3] + max(w / st.hbm, lin) + max(kv / st.hbm, attn))
+    else:
+        mix = terms((x.per_rank + x.mixed) / x.m)
     timing = predict_prepared(p, load)
 
     def avg(i: int) -> float:
@@ -608,7 +616,8 @@ def step_terms(p: Prepared, load: float) -> StepTerms:
     bound = avg(3)
     c = timing.comm
     return StepTerms(avg(2), avg(0), avg(1), bound, c.tp_all_reduce_ms, c.pp_p2p_ms, c.ep_all_to_all_ms,
-                     (x.overhead + pp * st.floor) * 1e3, timing.bubble)
+                     (x.overhead + pp * st.floor) * (1 + (x.f_step if p.ctx.separate_prefill else 0.0)) * 1e3,
+                     timing.bubble)
 
 
 def predict_prepared(p: Prepared, load: float) -> Timing:
@@ -632,12 +641,20 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     load, per_rank, m, ctx_mean, overhead = x.load, x.per_rank, x.m, x.ctx_mean, x.overhead
     budget, demand, chunk, k, f, mixed = x.budget, x.demand, x.chunk, x.k, x.f, x.mixed
     dec_stage, d_tp, d_pp, d_ep = _stage_parts(st, per_rank / m, per_rank / m, ctx_mean)
-    mix_stage, m_tp, m_pp, m_ep = _stage_parts(st, per_rank / m, (per_rank + mixed) / m, ctx_mean)
     fs = x.f_step
-    step = shape.pp * (fs * mix_stage + (1 - fs) * dec_stage) + overhead
+    if ctx.separate_prefill:
+        # the chunk is a forward of its own (weights read again, its own overhead) while the
+        # decodes wait: an iteration that carries one costs both
+        pre_stage, p_tp, p_pp, p_ep = _stage_parts(st, 0.0, mixed / m, ctx_mean)
+        mix_stage, m_tp, m_pp, m_ep = dec_stage + pre_stage, d_tp + p_tp, d_pp + p_pp, d_ep + p_ep
+        step = shape.pp * (fs * mix_stage + (1 - fs) * dec_stage) + (1 + fs) * overhead
+        own_stage = _stage_parts(st, 0.0, chunk, ctx_mean)[0]
+    else:
+        mix_stage, m_tp, m_pp, m_ep = _stage_parts(st, per_rank / m, (per_rank + mixed) / m, ctx_mean)
+        step = shape.pp * (fs * mix_stage + (1 - fs) * dec_stage) + overhead
+        # the prompt's own chunks ride in one micro-batch with that micro-batch's decodes
+        own_stage = _stage_parts(st, per_rank / m, per_rank / m + chunk, ctx_mean)[0]
     tpot = step
-    # the prompt's own chunks ride in one micro-batch with that micro-batch's decodes
-    own_stage = _stage_parts(st, per_rank / m, per_rank / m + chunk, ctx_mean)[0]
     prefill_load = (k + shape.pp - 1) * own_stage + k * overhead
     rho = demand / budget if budget > 0 else math.inf
     if rho >= 1.0:

@@ -249,7 +249,8 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
             f = cm.factors(pool.gpu, engine, res.calibration)
             kernel = cap.support(res.checkpoint.format, pool.gpu.architecture) or "native"
             ctx = cm.Context(arch, pool, res.checkpoint, res.kv_precision, engine, kernel, f,
-                             spec.workload.input_tokens, spec.workload.output_tokens)
+                             spec.workload.input_tokens, spec.workload.output_tokens,
+                             separate_prefill=cap.prefill_batching == "separate")
             for shape in _shapes(arch, pool, allow, cons.max_gpus):
                 c = _check(res, ctx, cap, shape, allow["replicas"], cons.max_gpus)
                 if isinstance(c, Candidate):

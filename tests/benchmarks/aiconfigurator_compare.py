@@ -58,9 +58,9 @@ of it aiconfigurator):
 
 Two modes compare both tools with published measurements instead of with each other: `--measured`
 (the online rows: TPOT, tokens/s and TTFT at the measured concurrency, ~2.5 minutes) and
-`--offline` (the maximum-throughput MoE rows of TensorRT-LLM's tables, at larger batches:
-aiconfigurator's best over OFFLINE_BATCHES per rank against parc's maximum within the KV cache,
-~8 minutes).
+`--offline` (the maximum-throughput MoE rows of TensorRT-LLM's tables, at larger batches: each
+tool's best within the batch the row ran, `trtllm-bench`'s, where the corpus derives it, and
+within its own KV cache, ~8 minutes).
 
 aiconfigurator is called, never copied, from `_aiconfigurator_worker.py` (run by `.venv-aic/bin/python`):
 `aiconfigurator.cli.api.cli_default` (search), `aiconfigurator.cli.api.cli_estimate` (mode agg, one
@@ -655,13 +655,12 @@ def moe_splits(r: Any) -> list[tuple[int, int]]:
 
 def offline(aic_python: str, tmp: Path) -> str:
     """The published offline (maximum-throughput) rows of MoE models that aiconfigurator has
-    data for (TensorRT-LLM's performance overview), each predicted by aiconfigurator as its best
-    output tokens/s over OFFLINE_BATCHES per rank and the row's possible expert layouts (within
-    its KV capacity), and by parc (its maximum within the KV cache, as accuracy.py does). The
-    tables print no batch: aiconfigurator's best below the measurement means its time per step
-    at the batch the benchmark ran is too slow, whatever that batch was; parc's maximum above it
-    means its step is too cheap only if the benchmark ran at parc's batch (trtllm-bench sizes
-    max_batch_size itself; see the README)."""
+    data for (TensorRT-LLM's performance overview), each predicted by both tools as their best
+    output tokens/s within the batch the row ran and their own KV capacity: aiconfigurator over
+    OFFLINE_BATCHES per rank up to the row's batch and the batch itself, and the row's possible
+    expert layouts; parc as accuracy.py does. The tables print no batch; the corpus's
+    `max_batch_size` is `trtllm-bench`'s own choice, derived from its heuristic
+    (trtllm_bench_batch.py), and a row without one is scored over all of OFFLINE_BATCHES."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from accuracy import HELD_OUT, split
 
@@ -672,8 +671,10 @@ def offline(aic_python: str, tmp: Path) -> str:
             and (r.arch.key, r.precision) in AIC_OFFLINE_MODELS and r.shape.pp == 1]
     items, owner = [], []
     for i, r in enumerate(rows):
+        batches = sorted({b for b in OFFLINE_BATCHES if not r.max_batch or b < r.max_batch}
+                         | ({r.max_batch} if r.max_batch else set()))
         for ep, mtp in moe_splits(r):
-            for b in OFFLINE_BATCHES:
+            for b in batches:
                 items.append({"model": AIC_OFFLINE_MODELS[(r.arch.key, r.precision)], "system": AIC_SYSTEMS[r.gpu.key],
                               "backend": "trtllm", "isl": r.input_tokens, "osl": r.output_tokens, "tp": r.shape.tp,
                               "pp": 1, "dp": r.shape.dpa, "batch": b, "ctxTokens": c.BATCHED_TOKENS,

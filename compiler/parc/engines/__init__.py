@@ -95,6 +95,10 @@ class Capabilities:
     owned: dict[str, str]  # flags parc sets itself -> the spec field that decides them
     kv_admission: str = "current"  # full-request: reserves prompt + output at admission; current: as they grow
     kv_admission_source: str = ""
+    # how a prompt chunk is batched: "mixed" into the running decodes' iteration, or "separate",
+    # a forward of its own while they wait; with its source
+    prefill_batching: str = "mixed"
+    prefill_batching_source: str = ""
     # what the engine's memory setting is a share of: "share-of-total" (the whole GPU) or
     # "share-of-free" (what weights, activations and the runtime leave), with its source
     memory_budget: str = "share-of-total"
@@ -119,6 +123,8 @@ KERNELS = ("native", "a8", "a16", "weight-only")
 
 #: What an engine's memory setting is a share of (``memory_budget``; costmodel.memory reads both).
 MEMORY_READINGS = ("share-of-total", "share-of-free")
+#: How an engine batches a prompt chunk with the running decodes (Capabilities.prefill_batching).
+PREFILL_BATCHING = ("mixed", "separate")
 
 #: Rule ids the solver and plan stage know how to check (data files may only use these).
 KNOWN_RULES = (
@@ -142,6 +148,9 @@ def capabilities() -> dict[str, Capabilities]:
                 raise ValueError(f"engines/data/{name}.toml: unknown rule id {r['id']!r}")
             rules[r["id"]] = Rule(r["id"], r["text"], r["source"])
         formats = {f["format"]: dict(sorted(f["architectures"].items())) for f in raw.get("formats", [])}
+        if e["prefill_batching"] not in PREFILL_BATCHING:
+            raise ValueError(f"engines/data/{name}.toml: prefill_batching {e['prefill_batching']!r} is not one of "
+                             f"{', '.join(PREFILL_BATCHING)}")
         if e["memory_budget"] not in MEMORY_READINGS:
             raise ValueError(f"engines/data/{name}.toml: memory_budget {e['memory_budget']!r} is not one of "
                              f"{', '.join(MEMORY_READINGS)}")
@@ -156,7 +165,8 @@ def capabilities() -> dict[str, Capabilities]:
             dp_attention=e["dp_attention"], dp_with_pp=e["dp_with_pp"], multi_node=tuple(e["multi_node"]),
             online_fp8=e["online_fp8"], formats=formats, rules=rules, source=e["source"],
             owned=dict(raw.get("owned", {})), kv_admission=e["kv_admission"],
-            kv_admission_source=e["kv_admission_source"], memory_budget=e["memory_budget"],
+            kv_admission_source=e["kv_admission_source"], prefill_batching=e["prefill_batching"],
+            prefill_batching_source=e["prefill_batching_source"], memory_budget=e["memory_budget"],
             memory_budget_source=e["memory_budget_source"], kv_transfer=e.get("kv_transfer", ""),
             kv_transfer_source=e.get("kv_transfer_source", ""),
             router=dict(raw["router"]) if "router" in raw else None)

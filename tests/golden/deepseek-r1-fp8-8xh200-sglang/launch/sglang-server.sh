@@ -8,11 +8,11 @@ exec sglang serve \
     --model-path deepseek-ai/DeepSeek-R1 \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
-    --tp-size 4 \
-    --pp-size 2 \
+    --tp-size 8 \
+    --pp-size 1 \
     --attn-dp-size 4 \
     --context-length 16384 \
-    --max-running-requests 2004 \
+    --max-running-requests 916 \
     --chunked-prefill-size 8192 \
-    --mem-fraction-static 0.858 \
+    --mem-fraction-static 0.859 \
     --kv-cache-dtype auto

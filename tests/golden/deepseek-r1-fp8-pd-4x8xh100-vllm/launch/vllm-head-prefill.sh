@@ -27,7 +27,7 @@ exec vllm serve deepseek-ai/DeepSeek-R1 \
     --tensor-parallel-size 4 \
     --pipeline-parallel-size 4 \
     --max-model-len 8192 \
-    --max-num-seqs 69 \
+    --max-num-seqs 73 \
     --max-num-batched-tokens 32768 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \

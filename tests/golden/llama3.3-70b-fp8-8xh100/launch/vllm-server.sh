@@ -10,7 +10,7 @@ exec vllm serve nvidia/Llama-3.3-70B-Instruct-FP8 \
     --tensor-parallel-size 1 \
     --pipeline-parallel-size 4 \
     --max-model-len 16384 \
-    --max-num-seqs 510 \
+    --max-num-seqs 526 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype fp8
