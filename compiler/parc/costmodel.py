@@ -630,7 +630,9 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     f = min(1, lambda k) of the iterations carries a chunk of lambda x input / f tokens.
     TPOT (mean inter-token time) = f x t(d + chunk) + (1 - f) x t(d): small chunks hide
     prefill under the memory-bound decode step, large ones make the chunk iterations
-    compute-bound. TTFT = the prompt's k chunk iterations through the pipeline, plus
+    compute-bound. An engine that prefills apart (``ctx.separate_prefill``: SGLang, TGI) runs
+    the chunk as a forward of its own while the decodes wait: f x (t(d) + t(chunk alone) + its
+    overhead) + (1 - f) x t(d). TTFT = the prompt's k chunk iterations through the pipeline, plus
     waiting: half an iteration, and M/D/1 queueing for the prefill budget at utilisation
     rho = lambda x input / C. A load whose prefill demand exceeds the budget never drains:
     TTFT is infinite.

@@ -64,15 +64,16 @@ def band_sentence(cal: dict[str, Any]) -> str:
     where = (f"{band['scope']}: few measurements, {n} {on} row{'s' if n != 1 else ''}, band widened"
              if band.get("fewMeasurements") else f"{band['scope']}, {n} {on} rows")
     worst = band.get("throughputMaxApe")
-    tpot = (f", worst {on} row ±{worst * 100:.0f}%" if worst is not None and worst > band["throughputP90Ape"]
-            else "")  # what the percentile leaves out
-    tpot += (f"; TPOT ±{band['tpotMedianApe'] * 100:.0f}% median, ±{band['tpotP90Ape'] * 100:.0f}% p90"
+    # what the percentile leaves out, then the TPOT band
+    more = (f", worst {on} row ±{worst * 100:.0f}%" if worst is not None and worst > band["throughputP90Ape"]
+            else "")
+    more += (f"; TPOT ±{band['tpotMedianApe'] * 100:.0f}% median, ±{band['tpotP90Ape'] * 100:.0f}% p90"
              if band.get("tpotMedianApe") is not None else "")
     if band.get("fewMeasurements"):  # no median of its own to state: only the widened bound
         return (f"{cal['source']} calibration; expected throughput error up to ±{band['throughputP90Ape'] * 100:.0f}% "
-                f"(90th percentile){tpot} ({where})")
+                f"(90th percentile){more} ({where})")
     return (f"{cal['source']} calibration; expected throughput error ±{band['throughputMedianApe'] * 100:.0f}% "
-            f"median, ±{band['throughputP90Ape'] * 100:.0f}% at the 90th percentile{tpot} ({where})")
+            f"median, ±{band['throughputP90Ape'] * 100:.0f}% at the 90th percentile{more} ({where})")
 
 
 def plan_table(doc: dict[str, Any]) -> str:
