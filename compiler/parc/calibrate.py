@@ -220,7 +220,7 @@ def predict(row: Row, cal: dict[str, Any] | None) -> Prediction | None:
     ckpt = _checkpoint(row)
     cap = capabilities()[engine]
     ctx = cm.Context(row.arch, pool, ckpt, row.kv, engine, _kernel(row), f, row.input_tokens, row.output_tokens,
-                     separate_prefill=cap.prefill_batching == "separate")
+                     separate_prefill=cap.prefills_apart)
     resident = cm.resident_tokens(row.input_tokens, row.output_tokens, cap.kv_admission)
     # the engine's memory setting, read as the engine reads it: the lowest setting parc writes at
     # which the measured placement holds a request (it ran, so its engine was set so that it fits)

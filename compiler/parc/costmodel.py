@@ -597,17 +597,17 @@ def step_terms(p: Prepared, load: float) -> StepTerms:
     x = _mix(p, load)
     st, pp = p.stage, p.shape.pp
     seqs = x.per_rank / x.m
-    def terms(new_tokens: float) -> tuple[float, float, float, float]:
+
+    def terms(seqs: float, new_tokens: float) -> tuple[float, float, float, float]:
         w, kv, lin, attn = _parts(st, seqs, new_tokens, x.ctx_mean)
         return w / st.hbm, kv / st.hbm, lin + attn, max(w / st.hbm, lin) + max(kv / st.hbm, attn)
 
-    dec = terms(seqs)
+    dec = terms(seqs, seqs)
+    mix: tuple[float, ...]
     if p.ctx.separate_prefill:  # the decode iteration, then a forward of the prompt chunk alone
-        w, kv, lin, attn = _parts(st, 0.0, x.mixed / x.m, x.ctx_mean)
-        mix = (dec[0] + w / st.hbm, dec[1] + kv / st.hbm, dec[2] + lin + attn,
-               dec[3] + max(w / st.hbm, lin) + max(kv / st.hbm, attn))
+        mix = tuple(d + c for d, c in zip(dec, terms(0.0, x.mixed / x.m)))
     else:
-        mix = terms((x.per_rank + x.mixed) / x.m)
+        mix = terms(seqs, (x.per_rank + x.mixed) / x.m)
     timing = predict_prepared(p, load)
 
     def avg(i: int) -> float:

@@ -250,7 +250,7 @@ def enumerate_candidates(res: Resolved) -> tuple[list[Candidate], list[Rejection
             kernel = cap.support(res.checkpoint.format, pool.gpu.architecture) or "native"
             ctx = cm.Context(arch, pool, res.checkpoint, res.kv_precision, engine, kernel, f,
                              spec.workload.input_tokens, spec.workload.output_tokens,
-                             separate_prefill=cap.prefill_batching == "separate")
+                             separate_prefill=cap.prefills_apart)
             for shape in _shapes(arch, pool, allow, cons.max_gpus):
                 c = _check(res, ctx, cap, shape, allow["replicas"], cons.max_gpus)
                 if isinstance(c, Candidate):

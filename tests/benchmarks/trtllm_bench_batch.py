@@ -100,8 +100,9 @@ def bench_batch(row: c.Row) -> int | None:
     return _round_up(min(requests, 4096) / pp)
 
 
-def derived() -> dict[str, int]:
-    rows, _ = c.read_rows(CORPUS)
+def derived(rows: list[c.Row] | None = None) -> dict[str, int]:
+    """Row id -> batch for the corpus's rows (``rows``, read from it when not given)."""
+    rows = c.read_rows(CORPUS)[0] if rows is None else rows
     return {r.id: b for r in rows if (b := bench_batch(r)) is not None}
 
 
@@ -127,7 +128,8 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="fill published.csv's max_batch_size column")
     ap.add_argument("--check", action="store_true", help="exit 1 if the column differs from the derivation")
     args = ap.parse_args()
-    batches = derived()
+    rows, _ = c.read_rows(CORPUS)
+    batches = derived(rows)
     text = rewritten(batches)
     if args.check:
         stale = text != CORPUS.read_text(encoding="utf-8")
@@ -138,7 +140,6 @@ def main() -> int:
         CORPUS.write_text(text, encoding="utf-8")
         print(f"wrote {COLUMN} for {len(batches)} rows of {CORPUS}")
         return 0
-    rows, _ = c.read_rows(CORPUS)
     for r in rows:
         if r.id in batches:
             print(f"{r.id:28s} {r.arch.key:22s} {r.gpu.key:16s} tp{r.shape.tp} pp{r.shape.pp} dpa{r.shape.dpa} "

@@ -109,6 +109,11 @@ class Capabilities:
     kv_transfer_source: str = ""
     router: dict[str, str] | None = None  # [router] of the data file: package, image, source
 
+    @property
+    def prefills_apart(self) -> bool:
+        """Whether a prompt chunk runs as a forward of its own while the decodes wait."""
+        return self.prefill_batching == "separate"
+
     def support(self, fmt: str, architecture: str) -> str | None:
         """The kernel (one of :data:`KERNELS`) this engine runs ``fmt`` with on ``architecture``,
         None where it does not run it."""
