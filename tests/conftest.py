@@ -72,7 +72,8 @@ def write(tmp_path):
 def with_engine(text: str, engine: str, **model: str) -> str:
     """A spec's text with engine.name set (and model fields added), whatever it already says.
     An engine parc deploys only aggregated gets engine.disaggregation off: forcing it onto a
-    disaggregated example asks for that engine's aggregated plan."""
+    disaggregated example asks for that engine's aggregated plan, without the example's
+    workload.concurrency floor (sized for its disaggregated deployment)."""
     import io
 
     from ruamel.yaml import YAML
@@ -84,7 +85,8 @@ def with_engine(text: str, engine: str, **model: str) -> str:
     doc.setdefault("engine", {})["name"] = engine
     doc["engine"].pop("version", None)
     if engine != "auto" and not capabilities()[engine].kv_transfer:
-        doc["engine"].pop("disaggregation", None)
+        if doc["engine"].pop("disaggregation", "off") != "off":
+            doc.get("workload", {}).pop("concurrency", None)
     for k, v in model.items():
         doc["model"][k] = v
     buf = io.StringIO()

@@ -456,6 +456,9 @@ CLASSES = ("attention-dp", "ep", "multi-node", "pp", "tp", "single-gpu")
 MIN_BAND_ROWS = 10
 #: The share of held-out online rows whose measured TPOT the TPOT headroom covers
 HEADROOM_COVERAGE = 0.75
+#: Loads (sequences per forward pass) from which the TPOT excess is also read apart: the rows
+#: that ran at least that many, while MIN_BAND_ROWS of them remain (see :func:`_load_excess`)
+LOAD_FLOORS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def coverage_rows(scored: str) -> str:
@@ -487,7 +490,34 @@ def row_class(row: Row) -> str:
     return config_class(row.shape, max(1, math.ceil(max(row.nodes, 1) / max(row.replicas, 1))))
 
 
-def _band(group: list[Scored]) -> dict[str, float]:
+def forward_batch(s: Scored) -> float:
+    """Sequences one forward pass of an engine rank ran in a scored row: the replica's load
+    over its data-parallel attention ranks and pipeline micro-batches (what TensorRT-LLM's
+    ``max_batch_size`` counts)."""
+    return s.pred.load / (s.row.shape.dpa * s.row.shape.pp)
+
+
+def _load_excess(group: list[Scored]) -> dict[str, float]:
+    """How far measured TPOT exceeds the prediction at load: for each of LOAD_FLOORS, the 75th
+    percentile excess of the online rows that ran at least that many sequences per forward pass
+    (``tpotP75ExcessFrom<n>``, over ``tpotRowsFrom<n>`` rows) while MIN_BAND_ROWS of them remain,
+    and the most any row ran (``tpotMaxBatch``): the TPOT headroom of a plan reads the excess at
+    its own load, and beyond the most measured load the error is unknown (solver.tpot_headroom)."""
+    pairs = [(forward_batch(s), s.row.tpot_ms / s.pred.tpot_ms - 1) for s in group
+             if s.row.tpot_ms and 0 < s.pred.tpot_ms < math.inf]
+    if not pairs:
+        return {}
+    out: dict[str, float] = {"tpotMaxBatch": round(max(load for load, _ in pairs), 1)}
+    for floor in LOAD_FLOORS:
+        excess = [e for load, e in pairs if load >= floor]
+        if len(excess) < MIN_BAND_ROWS:
+            break
+        out[f"tpotRowsFrom{floor}"] = len(excess)
+        out[f"tpotP75ExcessFrom{floor}"] = round(_cover(excess, HEADROOM_COVERAGE), 3)
+    return out
+
+
+def _band(group: list[Scored], by_load: bool = False) -> dict[str, float]:
     a = [s.ape for s in group]
     out: dict[str, float] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_cover(a, 0.9), 3),
                              "maxApe": math.ceil(max(a) * 1000) / 1000,  # a bound: rounded up
@@ -507,6 +537,8 @@ def _band(group: list[Scored]) -> dict[str, float]:
         excess = [meas / pred - 1 for pred, meas in pairs if meas and 0 < pred < math.inf]
         if excess:
             out[f"{name}P75Excess"] = round(_cover(excess, HEADROOM_COVERAGE), 3)
+    if by_load:
+        out.update(_load_excess(group))
     return out
 
 
@@ -520,7 +552,7 @@ def bands(scored: list[Scored]) -> dict[str, dict[str, float]]:
         cls = row_class(s.row)
         for k in (f"{cls}/{s.row.family}", f"{cls}/*", f"model/{model_kind(s.row.arch)}"):
             groups.setdefault(k, []).append(s)
-    out = {k: _band(v) for k, v in sorted(groups.items())}
+    out = {k: _band(v, by_load=k.startswith("model/")) for k, v in sorted(groups.items())}
     out["all"] = _band(scored)
     return out
 
@@ -639,5 +671,5 @@ def _check_numbers(path: Path, node: Any, where: tuple[str, ...]) -> None:
             raise ValueError(f"{path}: {name} is {node}; every number must be finite")
         if where and where[0] in _FACTOR_SECTIONS and not 0 < node <= 1.5:
             raise ValueError(f"{path}: {name} is {node}; an efficiency factor is a fraction of the peak in (0, 1.5]")
-        if node < 0 and where[-1] not in ("bias", "tpotP75Excess", "ttftP75Excess"):  # x/y - 1 may be negative
+        if node < 0 and where[-1] != "bias" and "P75Excess" not in where[-1]:  # x/y - 1 may be negative
             raise ValueError(f"{path}: {name} is {node}; it must not be negative")

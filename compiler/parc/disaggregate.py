@@ -130,7 +130,7 @@ def _max_decode_load(ev: _Evaluator, d: _Decode) -> int:
     lo, hi = 0, d.capacity
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if ev.tpot is None or cm.decode_only(d.prep, mid)[0] <= ev.tpot:
+        if cm.decode_only(d.prep, mid)[0] <= ev.tpot_limit(d.cand, mid):
             lo = mid
         else:
             hi = mid - 1
@@ -199,13 +199,12 @@ def evaluate(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: fl
     return Outcome(t, tpot, rate * out, rate, transfer_s, rate / cap, comm, bubble)
 
 
-def _ok(ev: _Evaluator, o: Outcome) -> bool:
-    return math.isfinite(o.ttft_s) and (ev.ttft is None or o.ttft_s <= ev.ttft) and (
-        ev.tpot is None or o.tpot_s <= ev.tpot)
+def _ok(ev: _Evaluator, d: _Decode, load: float, o: Outcome) -> bool:
+    return math.isfinite(o.ttft_s) and (ev.ttft is None or o.ttft_s <= ev.ttft) and o.tpot_s <= ev.tpot_limit(d.cand, load)
 
 
 def _solution(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: float, o: Outcome) -> Solution:
-    slo = ev.ttft is not None or ev.tpot is not None
+    slo = ev.ttft is not None or ev.tpot_target is not None
     in_prefill = o.rate * max(o.ttft_s - o.transfer_s, 0.0) / rp if math.isfinite(o.ttft_s) else 1.0
     tp = cm.Timing(o.ttft_s, 0.0, p.service.iteration_s, p.service.alone_s, 0.0, cm.Comm(0.0, 0.0, 0.0), 0.0,
                    p.tokens)
@@ -217,9 +216,8 @@ def _solution(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: f
     misses = []
     if ev.ttft is not None and o.ttft_s > ev.ttft:
         misses.append(f"TTFT {o.ttft_s * 1e3:.0f} ms > target {ev.ttft * 1e3:.0f} ms")
-    if ev.tpot is not None and ev.tpot_target is not None and o.tpot_s > ev.tpot:
-        misses.append(f"TPOT {o.tpot_s * 1e3:.1f} ms > target {ev.tpot_target * 1e3:.1f} ms"
-                      + (f" less {ev.tpot_margin * 100:.0f}% headroom" if ev.tpot_margin else ""))
+    if miss := ev.tpot_miss(d.cand, load, o.tpot_s):
+        misses.append(miss)
     min_thr = ev.res.spec.slo.min_throughput_tokens_per_second
     if min_thr is not None and o.throughput < min_thr:
         misses.append(f"throughput {o.throughput:.0f} tokens/s < target {min_thr:.0f}")
@@ -248,7 +246,7 @@ def _best_load(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, xfer: 
     lo, hi = 0, d.capacity
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _ok(ev, evaluate(ev, p, d, rp, rd, mid, xfer)):
+        if _ok(ev, d, mid, evaluate(ev, p, d, rp, rd, mid, xfer)):
             lo = mid
         else:
             hi = mid - 1

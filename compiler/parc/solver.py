@@ -434,32 +434,51 @@ def kind_band(res: Resolved) -> tuple[str, dict[str, Any], bool, str]:
             scored_rows(cal))
 
 
-def tpot_headroom(res: Resolved) -> tuple[float, str]:
-    """The TPOT headroom of a plan and why: h such that a prediction of (1 - h) x target is
-    met by measured TPOT in 3 of 4 held-out online rows of the model's kind, i.e. the 75th
-    percentile excess q of measured over predicted TPOT (``bands["model/dense"|"model/moe"]
-    .tpotP75Excess``) as h = q / (1 + q), none when the model is pessimistic there, at most
-    MAX_TPOT_MARGIN (a calibration written before the excess was recorded gives its median
-    absolute TPOT error instead); MAX_TPOT_MARGIN where the calibration measured TPOT but not
-    on that kind of model (fewer than MIN_BAND_ROWS online rows: the error there is unknown);
-    0 without TPOT measurements."""
-    from parc.calibrate import MIN_BAND_ROWS, coverage_rows
+def tpot_headroom(res: Resolved, batch: float = 1.0) -> tuple[float, str]:
+    """The TPOT headroom of a plan whose forward passes run ``batch`` sequences, and why (see
+    :func:`headroom_from_band`)."""
+    return headroom_from_band(*kind_band(res), batch)
 
-    kind, own, measured, scored = kind_band(res)
+
+def headroom_from_band(kind: str, own: dict[str, Any], measured: bool, scored: str,
+                       batch: float) -> tuple[float, str]:
+    """h such that a prediction of (1 - h) x target is met by measured TPOT in 3 of 4 held-out
+    online rows of the model's kind at the plan's load, i.e. the 75th percentile excess q of
+    measured over predicted TPOT as h = q / (1 + q), none when the model is pessimistic there,
+    at most MAX_TPOT_MARGIN. q is read at the load (``bands["model/dense"|"model/moe"]``): over
+    every row (``tpotP75Excess``), or over the rows that ran at least n sequences per forward
+    pass for each n up to ``batch`` that has MIN_BAND_ROWS of them
+    (``tpotP75ExcessFrom<n>``), whichever is largest, so the headroom never shrinks as the load
+    grows. MAX_TPOT_MARGIN beyond the most sequences per forward pass any row ran (``tpotMaxBatch``: the
+    error there is unmeasured) and where the calibration measured TPOT but not on that kind of
+    model (fewer than MIN_BAND_ROWS online rows); a calibration written before the excess was
+    recorded gives its median absolute TPOT error; 0 without TPOT measurements."""
+    from parc.calibrate import LOAD_FLOORS, MIN_BAND_ROWS, coverage_rows
+
     if not measured:
         return 0.0, ""
     rows = int(own.get("tpotRows", 0))
     if rows < MIN_BAND_ROWS:
         return MAX_TPOT_MARGIN, (f"the most parc plans with: its calibration has {rows} online "
                                  f"TPOT measurements of {kind} models, too few to know its TPOT error there")
+    top = own.get("tpotMaxBatch")
+    if isinstance(top, (int, float)) and batch > top:
+        return MAX_TPOT_MARGIN, (f"the most parc plans with: no {scored} online row of {kind} models ran more than "
+                                 f"{top:g} sequences per forward pass, so its TPOT error at {batch:.0f} is unknown")
     excess = own.get("tpotP75Excess")
     if isinstance(excess, (int, float)):
+        where = f"{kind} models ({rows} rows)"
+        for floor in LOAD_FLOORS:
+            q = own.get(f"tpotP75ExcessFrom{floor}")
+            if floor > batch or not isinstance(q, (int, float)):
+                break
+            if q > excess:
+                excess, where = q, f"{kind} models at {floor} or more sequences per forward pass ({own.get(f'tpotRowsFrom{floor}')} rows)"
         if excess <= 0:
-            return 0.0, (f"measured TPOT is at most the cost model's prediction in {coverage_rows(scored)} of "
-                         f"{kind} models ({rows} rows)")
+            return 0.0, f"measured TPOT is at most the cost model's prediction in {coverage_rows(scored)} of {where}"
         return (min(MAX_TPOT_MARGIN, excess / (1 + excess)),
                 f"as measured TPOT exceeds the cost model's prediction by at most {excess * 100:.0f}% in "
-                f"{coverage_rows(scored)} of {kind} models ({rows} rows)")
+                f"{coverage_rows(scored)} of {where}")
     value = own.get("tpotMedianApe")
     if isinstance(value, (int, float)) and value > 0:
         return (min(MAX_TPOT_MARGIN, float(value)),
@@ -475,12 +494,12 @@ class _Evaluator:
         slo = res.spec.slo
         self.ttft = slo.ttft_ms / 1e3 if slo.ttft_ms else None
         # TPOT is planned with headroom: the target less what covers measured TPOT in 3 of 4
-        # held-out online rows of the model's kind (calibration bands "model/dense|moe"), so a
-        # plan at the edge still meets the target where the model errs as it usually does in the
-        # optimistic direction (README "How parc decides")
-        self.tpot_margin = tpot_headroom(res)[0]
+        # held-out online rows of the model's kind at the load (calibration bands
+        # "model/dense|moe"), so a plan at the edge still meets the target where the model errs
+        # as it usually does in the optimistic direction (README "How parc decides")
         self.tpot_target = slo.tpot_ms / 1e3 if slo.tpot_ms else None
-        self.tpot = self.tpot_target * (1 - self.tpot_margin) if self.tpot_target else None
+        self._band = kind_band(res)
+        self._headroom: dict[float, float] = {}
         self.objective = slo.objective
         # one Service spreads requests evenly: without a Gateway for weighted routing, every
         # replica is planned at the same load
@@ -494,6 +513,27 @@ class _Evaluator:
         self._keys: dict[tuple[object, ...], int] = {}
         # see _search_cost: (price, TPOT, candidate, replicas) offers by candidate list and load
         self.cheapest: dict[tuple[tuple[int, ...], int], tuple[float, float, Candidate, int] | None] = {}
+
+    def headroom(self, c: Candidate, load: float) -> float:
+        """The TPOT headroom of ``c`` at ``load`` requests per replica (see headroom_from_band)."""
+        batch = load / (c.shape.dpa * c.shape.pp)
+        h = self._headroom.get(batch)
+        if h is None:
+            h = self._headroom[batch] = headroom_from_band(*self._band, batch)[0]
+        return h
+
+    def tpot_limit(self, c: Candidate, load: float) -> float:
+        """The TPOT ``c`` must meet at ``load``: the target less the headroom there (inf
+        without a target)."""
+        return math.inf if self.tpot_target is None else self.tpot_target * (1 - self.headroom(c, load))
+
+    def tpot_miss(self, c: Candidate, load: float, tpot_s: float) -> str:
+        """Why ``tpot_s`` misses the TPOT limit at ``load`` ("" when it meets it)."""
+        if self.tpot_target is None or tpot_s <= self.tpot_limit(c, load):
+            return ""
+        h = self.headroom(c, load)
+        return (f"TPOT {tpot_s * 1e3:.1f} ms > target {self.tpot_target * 1e3:.1f} ms"
+                + (f" less {h * 100:.0f}% headroom" if h else ""))
 
     def _phys(self, c: Candidate) -> int:
         """An id for everything ``c``'s predictions depend on: the shape, chunk budgets, the
@@ -520,17 +560,18 @@ class _Evaluator:
         if t is None:
             need = math.ceil(load)
             opts = [ch for ch in c.chunks if ch.max_load >= need] or [c.chunks[0]]
-            t = self._pick([self._at(c, ch.tokens, load) for ch in opts])
+            t = self._pick(c, load, [self._at(c, ch.tokens, load) for ch in opts])
             self.cache[k] = t
         return t
 
-    def _pick(self, options: list[cm.Timing]) -> cm.Timing:
+    def _pick(self, c: Candidate, load: float, options: list[cm.Timing]) -> cm.Timing:
         """The chunk budget that serves the objective best at one load; a larger budget only
         where it gains more than 1% (it costs activation memory)."""
-        best = min(options, key=self._chunk_key)
-        miss = self._chunk_key(best)[0]
+        key = functools.partial(self._chunk_key, c, load)
+        best = min(options, key=key)
+        miss = key(best)[0]
         for t in sorted(options, key=lambda t: t.batched_tokens):
-            if self._chunk_key(t)[0] != miss:
+            if key(t)[0] != miss:
                 continue
             if self.objective == "latency":
                 near = t.tpot_s <= best.tpot_s * 1.01 and t.ttft_s <= best.ttft_s * 1.01
@@ -551,11 +592,11 @@ class _Evaluator:
     def _at(self, c: Candidate, tokens: int, load: float) -> cm.Timing:
         return cm.predict_prepared(self.prepare(c, tokens), load)
 
-    def _chunk_key(self, t: cm.Timing) -> tuple[float, ...]:
+    def _chunk_key(self, c: Candidate, load: float, t: cm.Timing) -> tuple[float, ...]:
         """Order of chunk budgets at one load: those meeting the SLO first; then the
         objective's number (TPOT then TTFT for latency, throughput otherwise); smaller budgets
         (less activation memory) break ties."""
-        miss = (self.ttft is not None and t.ttft_s > self.ttft) or (self.tpot is not None and t.tpot_s > self.tpot)
+        miss = (self.ttft is not None and t.ttft_s > self.ttft) or t.tpot_s > self.tpot_limit(c, load)
         if self.objective == "latency":
             return (miss, round(t.tpot_s, 9), round(t.ttft_s, 9), t.batched_tokens)
         return (miss, -round(t.throughput, 6), round(t.tpot_s, 9), t.batched_tokens)
@@ -563,16 +604,16 @@ class _Evaluator:
     def fits(self, c: Candidate, load: float) -> bool:
         return math.ceil(load) <= c.max_load and math.isfinite(self.timing(c, load).ttft_s)
 
-    def _slo_ok(self, t: cm.Timing) -> bool:
+    def _slo_ok(self, c: Candidate, load: float, t: cm.Timing) -> bool:
         return math.isfinite(t.ttft_s) and (self.ttft is None or t.ttft_s <= self.ttft) and \
-            (self.tpot is None or t.tpot_s <= self.tpot)
+            t.tpot_s <= self.tpot_limit(c, load)
 
     def _meets(self, c: Candidate, load: float) -> bool:
         """Memory holds ``load`` and the SLO is met at it with some chunk budget: the same as
         checking the budget timing() would pick, since _chunk_key puts budgets meeting the SLO
         first, but it stops at the first budget that meets it."""
         need = math.ceil(load)
-        return any(self._slo_ok(self._at(c, ch.tokens, load)) for ch in c.chunks if ch.max_load >= need)
+        return any(self._slo_ok(c, load, self._at(c, ch.tokens, load)) for ch in c.chunks if ch.max_load >= need)
 
     def max_ok_load(self, c: Candidate) -> int:
         """Largest whole load at which memory holds and the SLO is met (0 if none): the most
@@ -586,12 +627,12 @@ class _Evaluator:
         best = 0
         for ch in c.chunks:
             hi = min(ch.max_load, c.max_load)
-            if hi <= best or not self._slo_ok(self._at(c, ch.tokens, best + 1)):
+            if hi <= best or not self._slo_ok(c, best + 1, self._at(c, ch.tokens, best + 1)):
                 continue
             lo = best + 1
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if self._slo_ok(self._at(c, ch.tokens, mid)):
+                if self._slo_ok(c, mid, self._at(c, ch.tokens, mid)):
                     lo = mid
                 else:
                     hi = mid - 1
@@ -633,7 +674,7 @@ class _Evaluator:
         return float(best)
 
     def solution(self, groups: list[tuple[Candidate, int, float]]) -> Solution:
-        slo = self.ttft is not None or self.tpot is not None
+        slo = self.ttft is not None or self.tpot_target is not None
         gs = tuple(Group(c, r, load, self.timing(c, load), self.max_ok_load(c) if slo else 0)
                    for c, r, load in groups if r > 0)
         ttft = max(g.timing.ttft_s for g in gs)
@@ -642,9 +683,7 @@ class _Evaluator:
         misses = []
         if self.ttft is not None and ttft > self.ttft:
             misses.append(f"TTFT {ttft * 1e3:.0f} ms > target {self.ttft * 1e3:.0f} ms")
-        if self.tpot is not None and self.tpot_target is not None and tpot > self.tpot:
-            misses.append(f"TPOT {tpot * 1e3:.1f} ms > target {self.tpot_target * 1e3:.1f} ms"
-                          + (f" less {self.tpot_margin * 100:.0f}% headroom" if self.tpot_margin else ""))
+        misses.extend(dict.fromkeys(m for g in gs if (m := self.tpot_miss(g.cand, g.load, g.timing.tpot_s))))
         min_thr = self.res.spec.slo.min_throughput_tokens_per_second
         if min_thr is not None and thr < min_thr:
             misses.append(f"throughput {thr:.0f} tokens/s < target {min_thr:.0f}")
@@ -1162,9 +1201,8 @@ def _replica_price(c: Candidate) -> float:
 
 def _slo_reason(ev: _Evaluator, c: Candidate, t: cm.Timing) -> str:
     parts = []
-    if ev.tpot is not None and ev.tpot_target is not None and t.tpot_s > ev.tpot:
-        parts.append(f"TPOT {t.tpot_s * 1e3:.1f} ms > {ev.tpot_target * 1e3:.0f} ms"
-                     + (f" less {ev.tpot_margin * 100:.0f}% headroom" if ev.tpot_margin else ""))
+    if miss := ev.tpot_miss(c, 1, t.tpot_s):
+        parts.append(miss)
     if ev.ttft is not None and t.ttft_s > ev.ttft:
         parts.append(f"TTFT {t.ttft_s * 1e3:.0f} ms > {ev.ttft * 1e3:.0f} ms")
     if not parts:

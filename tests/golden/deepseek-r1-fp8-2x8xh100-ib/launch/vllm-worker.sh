@@ -19,7 +19,7 @@ exec vllm serve deepseek-ai/DeepSeek-R1 \
     --data-parallel-size 16 \
     --enable-expert-parallel \
     --max-model-len 8192 \
-    --max-num-seqs 67 \
+    --max-num-seqs 54 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \

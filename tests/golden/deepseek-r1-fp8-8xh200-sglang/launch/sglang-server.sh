@@ -10,9 +10,9 @@ exec sglang serve \
     --port "${PARC_PORT}" \
     --tp-size 8 \
     --pp-size 1 \
-    --attn-dp-size 4 \
+    --attn-dp-size 2 \
     --context-length 16384 \
-    --max-running-requests 916 \
-    --chunked-prefill-size 8192 \
-    --mem-fraction-static 0.859 \
+    --max-running-requests 588 \
+    --chunked-prefill-size 4096 \
+    --mem-fraction-static 0.86 \
     --kv-cache-dtype auto

@@ -12,7 +12,7 @@ exec vllm serve deepseek-ai/DeepSeek-R1 \
     --data-parallel-size 4 \
     --enable-expert-parallel \
     --max-model-len 16384 \
-    --max-num-seqs 380 \
+    --max-num-seqs 256 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto

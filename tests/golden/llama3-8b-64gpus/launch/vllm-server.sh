@@ -10,7 +10,7 @@ exec vllm serve meta-llama/Meta-Llama-3-8B-Instruct \
     --tensor-parallel-size 1 \
     --pipeline-parallel-size 1 \
     --max-model-len 8192 \
-    --max-num-seqs 243 \
+    --max-num-seqs 226 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \

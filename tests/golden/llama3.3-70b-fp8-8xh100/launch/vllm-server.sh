@@ -7,10 +7,10 @@ set -euo pipefail
 exec vllm serve nvidia/Llama-3.3-70B-Instruct-FP8 \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
-    --tensor-parallel-size 1 \
-    --pipeline-parallel-size 4 \
+    --tensor-parallel-size 2 \
+    --pipeline-parallel-size 1 \
     --max-model-len 16384 \
-    --max-num-seqs 526 \
+    --max-num-seqs 220 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype fp8

@@ -12,7 +12,7 @@ exec vllm serve mistralai/Mixtral-8x7B-Instruct-v0.1 \
     --data-parallel-size 2 \
     --enable-expert-parallel \
     --max-model-len 16384 \
-    --max-num-seqs 214 \
+    --max-num-seqs 174 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \

@@ -10,7 +10,7 @@ exec vllm serve Qwen/Qwen3-235B-A22B-FP8 \
     --tensor-parallel-size 4 \
     --pipeline-parallel-size 2 \
     --max-model-len 32768 \
-    --max-num-seqs 681 \
+    --max-num-seqs 593 \
     --max-num-batched-tokens 4096 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto
