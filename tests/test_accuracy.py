@@ -278,3 +278,25 @@ def test_an_engine_batch_limit_caps_the_predicted_load(tmp_path):
     bad.write_text(head + "deepseek-r1,H200-SXM-141GB,8,true,fp8,1024,1024,13000,0\n")
     with pytest.raises(UsageError, match=r"bad.csv:2:9: max_batch_size"):
         cal.read_rows(bad)
+
+
+def test_the_tpot_excess_by_load_is_recorded_and_read_back(tmp_path):
+    """The model-kind bands carry the TPOT excess of the rows that ran at least n sequences per
+    forward pass, over the rows they name; an excess may be negative (pessimistic), a count not."""
+    bands = builtin_calibration()["bands"]
+    for kind in ("dense", "moe"):
+        band = bands[f"model/{kind}"]
+        floors = [n for n in cal.LOAD_FLOORS if f"tpotP75ExcessFrom{n}" in band]
+        assert floors == list(cal.LOAD_FLOORS[:len(floors)]) and floors  # consecutive from 2
+        rows = [band[f"tpotRowsFrom{n}"] for n in floors]
+        assert rows == sorted(rows, reverse=True) and rows[-1] >= cal.MIN_BAND_ROWS
+        assert band["tpotRows"] >= rows[0] and floors[-1] <= band["tpotMaxBatch"]
+    doc = {"apiVersion": "parc.dev/v1alpha1", "kind": cal.CALIBRATION_KIND,
+           "bands": {"model/dense": {"tpotRows": 12, "tpotP75ExcessFrom2": -0.05, "tpotRowsFrom2": 11}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(doc))
+    assert cal.load_calibration(path)["bands"]["model/dense"]["tpotP75ExcessFrom2"] == -0.05
+    doc["bands"]["model/dense"]["tpotRowsFrom2"] = -1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="tpotRowsFrom2 is -1; it must not be negative"):
+        cal.load_calibration(path)
