@@ -502,7 +502,7 @@ def _load_excess(group: list[Scored]) -> dict[str, float]:
     percentile excess of the online rows that ran at least that many sequences per forward pass
     (``tpotP75ExcessFrom<n>``, over ``tpotRowsFrom<n>`` rows) while MIN_BAND_ROWS of them remain,
     and the most any row ran (``tpotMaxBatch``): the TPOT headroom of a plan reads the excess at
-    its own load, and beyond the most measured load the error is unknown (solver.tpot_headroom)."""
+    its own load, and beyond the most measured load the error is unknown (solver.headroom_from_band)."""
     pairs = [(forward_batch(s), s.row.tpot_ms / s.pred.tpot_ms - 1) for s in group
              if s.row.tpot_ms and 0 < s.pred.tpot_ms < math.inf]
     if not pairs:
