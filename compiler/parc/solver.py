@@ -498,8 +498,13 @@ class _Evaluator:
         # "model/dense|moe"), so a plan at the edge still meets the target where the model errs
         # as it usually does in the optimistic direction (README "How parc decides")
         self.tpot_target = slo.tpot_ms / 1e3 if slo.tpot_ms else None
+        from parc.calibrate import LOAD_FLOORS
+
         self._band = kind_band(res)
-        self._headroom: dict[float, float] = {}
+        top = self._band[1].get("tpotMaxBatch")
+        self._top = float(top) if isinstance(top, (int, float)) else math.inf
+        self._floors = LOAD_FLOORS
+        self._headroom: dict[tuple[int, bool], float] = {}
         self.objective = slo.objective
         # one Service spreads requests evenly: without a Gateway for weighted routing, every
         # replica is planned at the same load
@@ -517,9 +522,11 @@ class _Evaluator:
     def headroom(self, c: Candidate, load: float) -> float:
         """The TPOT headroom of ``c`` at ``load`` requests per replica (see headroom_from_band)."""
         batch = load / (c.shape.dpa * c.shape.pp)
-        h = self._headroom.get(batch)
+        # it changes only at the load floors and past the most measured batch
+        key = (bisect.bisect_right(self._floors, batch), batch > self._top)
+        h = self._headroom.get(key)
         if h is None:
-            h = self._headroom[batch] = headroom_from_band(*self._band, batch)[0]
+            h = self._headroom[key] = headroom_from_band(*self._band, batch)[0]
         return h
 
     def tpot_limit(self, c: Candidate, load: float) -> float:
