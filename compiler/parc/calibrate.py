@@ -490,23 +490,13 @@ def row_class(row: Row) -> str:
     return config_class(row.shape, max(1, math.ceil(max(row.nodes, 1) / max(row.replicas, 1))))
 
 
-def forward_batch(s: Scored) -> float:
-    """Sequences one forward pass of an engine rank ran in a scored row: the replica's load
-    over its data-parallel attention ranks and pipeline micro-batches (what TensorRT-LLM's
-    ``max_batch_size`` counts)."""
-    return s.pred.load / (s.row.shape.dpa * s.row.shape.pp)
-
-
-def _load_excess(group: list[Scored]) -> dict[str, float]:
-    """How far measured TPOT exceeds the prediction at load: for each of LOAD_FLOORS, the 75th
-    percentile excess of the online rows that ran at least that many sequences per forward pass
-    (``tpotP75ExcessFrom<n>``, over ``tpotRowsFrom<n>`` rows) while MIN_BAND_ROWS of them remain,
-    and the most any row ran (``tpotMaxBatch``): the TPOT headroom of a plan reads the excess at
-    its own load, and beyond the most measured load the error is unknown (solver.headroom_from_band)."""
-    pairs = [(forward_batch(s), s.row.tpot_ms / s.pred.tpot_ms - 1) for s in group
-             if s.row.tpot_ms and 0 < s.pred.tpot_ms < math.inf]
-    if not pairs:
-        return {}
+def _load_excess(pairs: list[tuple[float, float]]) -> dict[str, float]:
+    """How far measured TPOT exceeds the prediction at load, from (sequences per forward pass,
+    excess) of the online rows: for each of LOAD_FLOORS, the 75th percentile excess of the rows
+    that ran at least that many (``tpotP75ExcessFrom<n>``, over ``tpotRowsFrom<n>`` rows) while
+    MIN_BAND_ROWS of them remain, and the most any row ran (``tpotMaxBatch``): the TPOT headroom
+    of a plan reads the excess at its own load, and beyond the most measured load the error is
+    unknown (solver.headroom_from_band)."""
     out: dict[str, float] = {"tpotMaxBatch": round(max(load for load, _ in pairs), 1)}
     for floor in LOAD_FLOORS:
         excess = [e for load, e in pairs if load >= floor]
@@ -522,23 +512,24 @@ def _band(group: list[Scored], by_load: bool = False) -> dict[str, float]:
     out: dict[str, float] = {"rows": len(a), "medianApe": round(_pct(a, 0.5), 3), "p90Ape": round(_cover(a, 0.9), 3),
                              "maxApe": math.ceil(max(a) * 1000) / 1000,  # a bound: rounded up
                              "bias": round(_pct([s.pred.throughput / s.row.measured for s in group], .5) - 1, 3)}
-    # (predicted, measured) of each timing; measured is None on rows that did not measure it
-    timings = {"tpot": [(s.pred.tpot_ms, s.row.tpot_ms) for s in group],
-               "ttft": [(s.pred.ttft_ms, s.row.ttft_ms) for s in group]}
-    for name, pairs in timings.items():
-        err = [abs(pred - meas) / meas for pred, meas in pairs if meas]
+    # (predicted, measured, sequences per forward pass) of each timing; measured is None on rows
+    # that did not measure it
+    timings = {"tpot": [(s.pred.tpot_ms, s.row.tpot_ms, s.row.shape.forward_batch(s.pred.load)) for s in group],
+               "ttft": [(s.pred.ttft_ms, s.row.ttft_ms, s.row.shape.forward_batch(s.pred.load)) for s in group]}
+    for name, rows in timings.items():
+        err = [abs(pred - meas) / meas for pred, meas, _ in rows if meas]
         if err:
             out[f"{name}Rows"] = len(err)
             out[f"{name}MedianApe"] = round(_pct(err, 0.5), 3)
             out[f"{name}P90Ape"] = round(_cover(err, 0.9), 3)
     # how far measured TPOT (TTFT) exceeds the prediction in 3 rows of 4: the TPOT headroom reads
     # it, and plans with a TTFT target say it
-    for name, pairs in timings.items():
-        excess = [meas / pred - 1 for pred, meas in pairs if meas and 0 < pred < math.inf]
+    for name, rows in timings.items():
+        excess = [(batch, meas / pred - 1) for pred, meas, batch in rows if meas and 0 < pred < math.inf]
         if excess:
-            out[f"{name}P75Excess"] = round(_cover(excess, HEADROOM_COVERAGE), 3)
-    if by_load:
-        out.update(_load_excess(group))
+            out[f"{name}P75Excess"] = round(_cover([e for _, e in excess], HEADROOM_COVERAGE), 3)
+            if by_load and name == "tpot":
+                out.update(_load_excess(excess))
     return out
 
 

@@ -35,6 +35,12 @@ class Shape:
     def gpus(self) -> int:
         return self.tp * self.pp * self.dpa
 
+    def forward_batch(self, load: float) -> float:
+        """Sequences one forward pass of an engine rank carries at ``load`` requests per
+        replica: the load over the attention-DP ranks and pipeline micro-batches (what
+        TensorRT-LLM's ``max_batch_size`` counts)."""
+        return load / (self.dpa * self.pp)
+
 
 @dataclass(frozen=True)
 class LinkCost:

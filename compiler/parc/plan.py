@@ -212,8 +212,7 @@ def notes(sol: Solution, res: Resolved, groups: tuple[PlanGroup, ...] = ()) -> l
 
     out = []
     # the headroom at the plan's largest forward batch (it never shrinks with the load)
-    busiest = max((g.load / (g.cand.shape.dpa * g.cand.shape.pp) for g in sol.groups if g.phase != "prefill"),
-                  default=1.0)
+    busiest = max((g.cand.shape.forward_batch(g.load) for g in sol.groups if g.phase != "prefill"), default=1.0)
     (margin, why), target = tpot_headroom(res, busiest), res.spec.slo.tpot_ms
     if margin and target:
         out.append(f"TPOT planned at <= {target * (1 - margin):.1f} ms: the {target:g} ms target less {margin * 100:.0f}% "

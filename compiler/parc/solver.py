@@ -521,7 +521,7 @@ class _Evaluator:
 
     def headroom(self, c: Candidate, load: float) -> float:
         """The TPOT headroom of ``c`` at ``load`` requests per replica (see headroom_from_band)."""
-        batch = load / (c.shape.dpa * c.shape.pp)
+        batch = c.shape.forward_batch(load)
         # it changes only at the load floors and past the most measured batch
         key = (bisect.bisect_right(self._floors, batch), batch > self._top)
         h = self._headroom.get(key)
