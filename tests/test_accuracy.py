@@ -57,6 +57,14 @@ def test_builtin_calibration_is_fitted_on_this_corpus():
     assert prov["heldOut"] == ", ".join(mod.HELD_OUT)
 
 
+def test_the_shipped_calibration_reads_as_any_calibration_does():
+    """The built-in file is read with the plain YAML loader (every plan reads it); a user's goes
+    through the spec loader's limits. Both give the same calibration, key order included."""
+    path = ROOT / "compiler" / "parc" / "catalog" / "data" / "calibration.yaml"
+    shipped, checked = cal.load_calibration(path, shipped=True), cal.load_calibration(path)
+    assert json.dumps(shipped) == json.dumps(checked) and shipped == builtin_calibration()
+
+
 def test_corpus_rows_carry_sources():
     import csv
 

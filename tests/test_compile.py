@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, ROOT, amd_only, example_specs, skip_or_fail, with_engine
+from parc._toml import tomllib
 from parc.engines import flags
 from parc.pipeline import compile_spec
 
@@ -210,6 +211,18 @@ def test_flag_tables_record_their_source():
         for v in flags.versions(engine):
             rel = flags.release(engine, v)
             assert rel.repo and rel.commit and rel.command and len(rel.flags) > 20
+
+
+def test_flag_tables_read_by_release_are_the_whole_files():
+    """flags.py reads a table one release at a time (metadata first, flags when asked): the
+    parts must give what parsing the whole file gives, for every engine and release."""
+    for engine in ("vllm", "trtllm", "tgi", "sglang"):
+        whole = tomllib.loads((ROOT / "compiler" / "parc" / "engines" / "flags" / f"{engine}.toml").read_text())
+        by_release = {k: v for k, v in flags.table(engine).items() if k != "versions"}
+        by_release["versions"] = {v: {**meta, "flags": flags.release(engine, v).flags}
+                                  for v, meta in flags.table(engine)["versions"].items()}
+        assert by_release == whole, engine
+        assert list(by_release["versions"]) == list(whole["versions"])
 
 
 def test_plan_group_counts_agree_across_targets(tmp_path):

@@ -273,7 +273,7 @@ def builtin_calibration() -> dict[str, Any]:
         return {}
     from parc.calibrate import load_calibration
 
-    return load_calibration(path)
+    return load_calibration(path, shipped=True)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -1,10 +1,17 @@
 """Engine flags as a versioned contract: the tables in ``flags/<engine>.toml`` list every
 CLI flag a release accepts (extracted from the engine's own parser at a recorded commit),
-and :func:`check_argv` checks an argv against them."""
+and :func:`check_argv` checks an argv against them.
+
+A table holds hundreds of flags per release (vLLM's file is 150 kB, about 0.1 s to parse), and
+most commands need only a release's metadata (version, image, command): the file is read as
+its generators write it, one part per ``[versions."V"]`` header, and a release's flags are
+parsed when something asks for them (tests/test_compile.py checks the parts read as the whole
+file does)."""
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +32,11 @@ class Release:
     images: dict[str, str]  # vendor -> image where it differs from ``image`` (e.g. amd: the ROCm build)
     command: tuple[str, ...]
     positional_model: bool
-    flags: dict[str, dict[str, Any]]  # canonical name -> spec; aliases resolved via ``lookup``
+
+    @property
+    def flags(self) -> dict[str, dict[str, Any]]:
+        """Canonical name -> spec (aliases resolved via ``lookup``); parsed on first use."""
+        return _flags(self.engine, self.version)
 
     def lookup(self, name: str) -> dict[str, Any] | None:
         hit = self.flags.get(name)
@@ -37,10 +48,36 @@ class Release:
         return None
 
 
+_VERSION = re.compile(r'^\[versions\."([^"]+)"\]$', re.MULTILINE)
+_FLAG = re.compile(r'^\[versions\."[^"]+"\.flags\.', re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=None)
+def _parts(engine: str) -> tuple[str, dict[str, str]]:
+    """The table's text before its first release, and each release's part: its
+    ``[versions."V"]`` header and metadata, then its ``[versions."V".flags."--x"]`` tables."""
+    text = (DATA / "flags" / f"{engine}.toml").read_text(encoding="utf-8")
+    marks = list(_VERSION.finditer(text))
+    ends = [m.start() for m in marks[1:]] + [len(text)]
+    return (text[: marks[0].start()] if marks else text,
+            {m.group(1): text[m.start(): end] for m, end in zip(marks, ends)})
+
+
 @functools.lru_cache(maxsize=None)
 def table(engine: str) -> dict[str, Any]:
-    with open(DATA / "flags" / f"{engine}.toml", "rb") as fh:
-        return tomllib.load(fh)
+    """The table without its flags: ``engine``, ``default_version`` and each release's metadata."""
+    head, parts = _parts(engine)
+    out = tomllib.loads(head)
+    out["versions"] = {}
+    for v, part in parts.items():
+        flag = _FLAG.search(part)
+        out["versions"][v] = tomllib.loads(part[: flag.start()] if flag else part)["versions"][v]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _flags(engine: str, version: str) -> dict[str, dict[str, Any]]:
+    return dict(tomllib.loads(_parts(engine)[1][version])["versions"][version].get("flags", {}))
 
 
 def versions(engine: str) -> list[str]:
@@ -57,8 +94,7 @@ def release(engine: str, version: str | None = None) -> Release:
     v = version or str(t["default_version"])
     raw = t["versions"][v]
     return Release(engine, v, raw["repo"], raw.get("tag", ""), raw["commit"], raw.get("image", ""),
-                   dict(raw.get("images", {})), tuple(raw["command"]), bool(raw["positional_model"]),
-                   dict(raw["flags"]))
+                   dict(raw.get("images", {})), tuple(raw["command"]), bool(raw["positional_model"]))
 
 
 def _ok_value(spec: dict[str, Any], value: str) -> str | None:
