@@ -81,6 +81,25 @@ def resolved(path: Path) -> tuple[Resolved, list[Candidate]]:
     return res, enumerate_candidates(res)[0]
 
 
+def test_the_slo_holds_up_to_a_load_and_not_beyond(tmp_path):
+    """What the searches rely on: for every chunk budget of every candidate, once a load misses
+    the SLO no larger load meets it (TTFT and TPOT grow with the load, also where a prompt
+    starts being split into one more chunk: its last, partial chunk costs its share). Loads on
+    a 6% grid up to what memory holds."""
+    checked = 0
+    for path in specs(tmp_path):
+        res, cands = resolved(path)
+        ev = _Evaluator(res)
+        for c in cands:
+            for ch in c.chunks:
+                hi = min(ch.max_load, c.max_load)
+                grid = sorted({max(1, round(1.06 ** i)) for i in range(400) if 1.06 ** i <= hi} | {hi})
+                oks = [ev._slo_ok(c, load, ev._at(c, ch.tokens, load)) for load in grid]
+                assert oks == sorted(oks, reverse=True), f"{path.name} {c.engine} {c.label} budget {ch.tokens}"
+                checked += 1
+    assert checked > 2000
+
+
 def test_slo_edge_and_best_load_match_the_plain_searches(tmp_path):
     checked = below = 0
     for path in specs(tmp_path):

@@ -554,7 +554,10 @@ def _mix(p: Prepared, load: float) -> _Mix:
     demand = lam * inp
     chunk = max(1.0, min(float(inp), budget))
     k = math.ceil(inp / chunk)
-    f = min(1.0, lam * k)
+    # a prompt is k - 1 full chunks and what remains: the iterations that carry prompt tokens
+    # carry a full chunk's worth of them, inp / chunk per prompt (a remainder of a few tokens
+    # costs what a decode does, not a chunk iteration)
+    f = min(1.0, lam * inp / chunk)
     mixed = demand / f if f > 0 else 0.0
     # attention-DP ranks step together (the MoE all-to-all of every layer is a barrier): an
     # iteration takes a chunk iteration's time whenever any of the dpa ranks carries a chunk
@@ -632,8 +635,9 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
 
     Every iteration carries the rank's running decodes (d tokens). New prompts arrive at
     lambda = d / outputTokens per iteration and are prefilled in chunks of what the budget
-    leaves (C = batched_tokens - d), k = ceil(input / C) chunk iterations each; a share
-    f = min(1, lambda k) of the iterations carries a chunk of lambda x input / f tokens.
+    leaves (C = batched_tokens - d), k = ceil(input / C) chunk iterations each, the last one
+    partial; a share f = min(1, lambda x input / C) of the iterations carries a full chunk's
+    worth, lambda x input / f tokens (the partial one's few tokens ride as a decode does).
     TPOT (mean inter-token time) = f x t(d + chunk) + (1 - f) x t(d): small chunks hide
     prefill under the memory-bound decode step, large ones make the chunk iterations
     compute-bound. An engine that prefills apart (``ctx.separate_prefill``: SGLang, TGI) runs

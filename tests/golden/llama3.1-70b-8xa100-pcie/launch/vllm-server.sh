@@ -11,7 +11,7 @@ exec vllm serve meta-llama/Llama-3.1-70B-Instruct \
     --tensor-parallel-size 1 \
     --pipeline-parallel-size 4 \
     --max-model-len 8192 \
-    --max-num-seqs 160 \
+    --max-num-seqs 129 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \

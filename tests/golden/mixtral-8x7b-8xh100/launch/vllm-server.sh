@@ -7,12 +7,10 @@ set -euo pipefail
 exec vllm serve mistralai/Mixtral-8x7B-Instruct-v0.1 \
     --host 0.0.0.0 \
     --port "${PARC_PORT}" \
-    --tensor-parallel-size 1 \
+    --tensor-parallel-size 2 \
     --pipeline-parallel-size 2 \
-    --data-parallel-size 2 \
-    --enable-expert-parallel \
     --max-model-len 16384 \
-    --max-num-seqs 174 \
+    --max-num-seqs 291 \
     --max-num-batched-tokens 2048 \
     --gpu-memory-utilization 0.9 \
     --kv-cache-dtype auto \
