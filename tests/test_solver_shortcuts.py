@@ -94,7 +94,7 @@ def test_the_slo_holds_up_to_a_load_and_not_beyond(tmp_path):
             for ch in c.chunks:
                 hi = min(ch.max_load, c.max_load)
                 grid = sorted({max(1, round(1.06 ** i)) for i in range(400) if 1.06 ** i <= hi} | {hi})
-                oks = [ev._slo_ok(c, load, ev._at(c, ch.tokens, load)) for load in grid]
+                oks = [ev.slo_ok(c, load, ev._at(c, ch.tokens, load)) for load in grid]
                 assert oks == sorted(oks, reverse=True), f"{path.name} {c.engine} {c.label} budget {ch.tokens}"
                 checked += 1
     assert checked > 2000

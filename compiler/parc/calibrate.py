@@ -653,6 +653,8 @@ def _check_shape(path: Path, data: dict[str, Any]) -> None:
 #: Bounds of calibration numbers: efficiency factors are fractions of a peak (0, 1.5]; times,
 #: memory sizes and error bands are non-negative and finite.
 _FACTOR_SECTIONS = ("compute", "dequant", "memory_bandwidth", "collective")
+#: The sections :func:`fit` writes: the factors and the engines' overheads
+FIT_SECTIONS = (*_FACTOR_SECTIONS, "engine")
 
 
 def _check_numbers(path: Path, node: Any, where: tuple[str, ...]) -> None:

@@ -199,10 +199,6 @@ def evaluate(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: fl
     return Outcome(t, tpot, rate * out, rate, transfer_s, rate / cap, comm, bubble)
 
 
-def _ok(ev: _Evaluator, d: _Decode, load: float, o: Outcome) -> bool:
-    return math.isfinite(o.ttft_s) and (ev.ttft is None or o.ttft_s <= ev.ttft) and o.tpot_s <= ev.tpot_limit(d.cand, load)
-
-
 def _solution(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: float, o: Outcome) -> Solution:
     slo = ev.ttft is not None or ev.tpot_target is not None
     in_prefill = o.rate * max(o.ttft_s - o.transfer_s, 0.0) / rp if math.isfinite(o.ttft_s) else 1.0
@@ -246,7 +242,7 @@ def _best_load(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, xfer: 
     lo, hi = 0, d.capacity
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _ok(ev, d, mid, evaluate(ev, p, d, rp, rd, mid, xfer)):
+        if ev.slo_ok(d.cand, mid, evaluate(ev, p, d, rp, rd, mid, xfer)):
             lo = mid
         else:
             hi = mid - 1

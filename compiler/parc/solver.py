@@ -22,7 +22,7 @@ import bisect
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Protocol
 
 from parc import catalog
 from parc import costmodel as cm
@@ -486,6 +486,16 @@ def headroom_from_band(kind: str, own: dict[str, Any], measured: bool, scored: s
     return 0.0, ""
 
 
+class Latencies(Protocol):
+    """What an SLO check reads of a prediction (a Timing, or a disaggregated Outcome)."""
+
+    @property
+    def ttft_s(self) -> float: ...
+
+    @property
+    def tpot_s(self) -> float: ...
+
+
 class _Evaluator:
     """Memoised predictions and SLO checks for (candidate, load)."""
 
@@ -611,7 +621,7 @@ class _Evaluator:
     def fits(self, c: Candidate, load: float) -> bool:
         return math.ceil(load) <= c.max_load and math.isfinite(self.timing(c, load).ttft_s)
 
-    def _slo_ok(self, c: Candidate, load: float, t: cm.Timing) -> bool:
+    def slo_ok(self, c: Candidate, load: float, t: Latencies) -> bool:
         return math.isfinite(t.ttft_s) and (self.ttft is None or t.ttft_s <= self.ttft) and \
             t.tpot_s <= self.tpot_limit(c, load)
 
@@ -620,7 +630,7 @@ class _Evaluator:
         checking the budget timing() would pick, since _chunk_key puts budgets meeting the SLO
         first, but it stops at the first budget that meets it."""
         need = math.ceil(load)
-        return any(self._slo_ok(c, load, self._at(c, ch.tokens, load)) for ch in c.chunks if ch.max_load >= need)
+        return any(self.slo_ok(c, load, self._at(c, ch.tokens, load)) for ch in c.chunks if ch.max_load >= need)
 
     def max_ok_load(self, c: Candidate) -> int:
         """Largest whole load at which memory holds and the SLO is met (0 if none): the most
@@ -637,7 +647,7 @@ class _Evaluator:
             if hi <= best:
                 continue
             t = self._at(c, ch.tokens, best + 1)
-            if self._slo_ok(c, best + 1, t):
+            if self.slo_ok(c, best + 1, t):
                 best = self._edge(c, ch.tokens, best + 1, t, hi)
         self.max_ok[pk] = best
         return best
@@ -660,7 +670,7 @@ class _Evaluator:
         with the load for a budget; tests/test_solver_shortcuts.py), so this is the load a
         bisection finds, in fewer predictions."""
         t = self._at(c, tokens, hi)
-        if self._slo_ok(c, hi, t):
+        if self.slo_ok(c, hi, t):
             return hi
         m_lo, m_bad, bad, side = self._margin(c, lo, t_lo), self._margin(c, hi, t), hi, 0
         while bad - lo > 1:
@@ -669,7 +679,7 @@ class _Evaluator:
             else:
                 g = (lo + bad) // 2
             t = self._at(c, tokens, g)
-            if self._slo_ok(c, g, t):
+            if self.slo_ok(c, g, t):
                 lo, m_lo = g, self._margin(c, g, t)
                 m_bad = m_bad / 2 if side > 0 else m_bad
                 side = 1

@@ -34,8 +34,6 @@ HELD_OUT = ("trtllm-perf-v0.14", "trtllm-perf-v0.17", "trtllm-perf-v1.1dev", "tr
             # a dense model's TTFT and TPOT at load on a PyTorch-runtime engine (SGLang)
             "sglang-cookbook-llama31-70b-a100")
 TARGET_MEDIAN, TARGET_RANKING = 0.20, 0.85
-#: the sections of a calibration that ``calibrate.fit`` writes
-FACTOR_SECTIONS = ("collective", "compute", "dequant", "engine", "memory_bandwidth")
 
 
 def split() -> tuple[list[c.Row], list[c.Row], dict[str, int]]:
@@ -72,7 +70,7 @@ def main() -> int:
 
     if args.fit or args.bands:
         cal = c.fit(cal_rows, base={}) if args.fit else {
-            k: v for k, v in builtin_calibration().items() if k in FACTOR_SECTIONS}
+            k: v for k, v in builtin_calibration().items() if k in c.FIT_SECTIONS}
         scored_held = c.score(held, cal)
         doc = c.calibration_document(cal, f"tests/benchmarks/data/published.csv (sha256 {c.digest(CORPUS)})",
                                      cal_rows, scored_held, heldout=", ".join(HELD_OUT))
