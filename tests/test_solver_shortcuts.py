@@ -1,21 +1,25 @@
 """The solver's shortcuts give what the plain searches they replace give, for every candidate of
 every example spec, of a mixed MoE fleet and of a prefill-heavy workload: the largest load a
 shape holds within the SLO (searched chunk budget by chunk budget, against one binary search
-over all budgets at once), the load of most throughput (probes below the SLO edge cut short by
+over all budgets at once; the search stops at the load beyond which prefill never drains, checked
+against the predictions), the load of most throughput (probes below the SLO edge cut short by
 load / TPOT at load 1, against every probe), and the ranking of candidates for the alternatives
 (under cost, TPOT predicted only for the ties the alternatives reach; against the full sort)."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from conftest import ROOT, example_specs
+from parc import costmodel as cm
 from parc.resolve import Resolved, load_and_resolve
-from parc.solver import Candidate, _Evaluator, _ranked, _replica_price, enumerate_candidates
+from parc.solver import Candidate, Chunk, _Evaluator, _ranked, _replica_price, enumerate_candidates
 
 
 def union_edge(ev: _Evaluator, c: Candidate) -> int:
@@ -81,22 +85,42 @@ def resolved(path: Path) -> tuple[Resolved, list[Candidate]]:
     return res, enumerate_candidates(res)[0]
 
 
+def chunk_budgets(tmp_path: Path) -> Iterator[tuple[Path, _Evaluator, Candidate, Chunk]]:
+    """Every chunk budget of every candidate of specs(), with an evaluator of its spec."""
+    for path in specs(tmp_path):
+        res, cands = resolved(path)
+        ev = _Evaluator(res)
+        for c in cands:
+            for ch in c.chunks:
+                yield path, ev, c, ch
+
+
 def test_the_slo_holds_up_to_a_load_and_not_beyond(tmp_path):
     """What the searches rely on: for every chunk budget of every candidate, once a load misses
     the SLO no larger load meets it (TTFT and TPOT grow with the load, also where a prompt
     starts being split into one more chunk: its last, partial chunk costs its share). Loads on
     a 6% grid up to what memory holds."""
     checked = 0
-    for path in specs(tmp_path):
-        res, cands = resolved(path)
-        ev = _Evaluator(res)
-        for c in cands:
-            for ch in c.chunks:
-                hi = min(ch.max_load, c.max_load)
-                grid = sorted({max(1, round(1.06 ** i)) for i in range(400) if 1.06 ** i <= hi} | {hi})
-                oks = [ev.slo_ok(c, load, ev._at(c, ch.tokens, load)) for load in grid]
-                assert oks == sorted(oks, reverse=True), f"{path.name} {c.engine} {c.label} budget {ch.tokens}"
-                checked += 1
+    for path, ev, c, ch in chunk_budgets(tmp_path):
+        hi = min(ch.max_load, c.max_load)
+        grid = sorted({max(1, round(1.06 ** i)) for i in range(400) if 1.06 ** i <= hi} | {hi})
+        oks = [ev.slo_ok(c, load, ev._at(c, ch.tokens, load)) for load in grid]
+        assert oks == sorted(oks, reverse=True), f"{path.name} {c.engine} {c.label} budget {ch.tokens}"
+        checked += 1
+    assert checked > 2000
+
+
+def test_the_drain_limit_is_where_ttft_turns_infinite(tmp_path):
+    """The edge search stops at cm.drain_limit (prefill demand over the chunk budget reaches 1
+    beyond it, so TTFT is infinite and no target is met): checked against the predictions,
+    for every chunk budget of every candidate."""
+    checked = 0
+    for path, ev, c, ch in chunk_budgets(tmp_path):
+        p = ev.prepare(c, ch.tokens)
+        n = cm.drain_limit(p)
+        assert n == 0 or math.isfinite(cm.predict_prepared(p, n).ttft_s), f"{path.name} {c.label}"
+        assert not math.isfinite(cm.predict_prepared(p, n + 1).ttft_s), f"{path.name} {c.label}"
+        checked += 1
     assert checked > 2000
 
 

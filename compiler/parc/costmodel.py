@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, NamedTuple
 
 from parc import catalog
@@ -208,9 +208,9 @@ def bubble_fraction(p: int, m: int) -> float:
 UTILIZATIONS = (0.90, 0.92, 0.95)
 
 
-@dataclass(frozen=True)
-class Memory:
-    """Per-GPU memory of the most loaded GPU of a replica (bytes)."""
+class Memory(NamedTuple):
+    """Per-GPU memory of the most loaded GPU of a replica (bytes; a NamedTuple, as Timing: the
+    candidate search builds one per shape, utilization and chunk budget)."""
 
     weights: float
     activations: float
@@ -347,18 +347,19 @@ def attention_peak(gpu: GpuSpec, kv_precision: str) -> float:
     return peak_flops(gpu, "fp8" if kv_precision == "fp8" else "bf16")
 
 
-@dataclass(frozen=True)
-class Comm:
-    """Communication time per decode step of one sequence's token (ms)."""
+class Comm(NamedTuple):
+    """Communication time per decode step of one sequence's token (ms). A NamedTuple, as
+    Timing: the solver builds one per prediction."""
 
     tp_all_reduce_ms: float
     pp_p2p_ms: float
     ep_all_to_all_ms: float
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Predicted behaviour of one replica at a load (seconds, tokens/s)."""
+class Timing(NamedTuple):
+    """Predicted behaviour of one replica at a load (seconds, tokens/s). A NamedTuple, not a
+    frozen dataclass: the solver builds tens of thousands per plan, and a frozen dataclass
+    takes four times as long to build."""
 
     ttft_s: float
     tpot_s: float
@@ -386,6 +387,15 @@ class Context:
     # the engine runs a prompt chunk as a forward of its own while the running decodes wait
     # (Capabilities.prefill_batching "separate"), instead of inside their iteration
     separate_prefill: bool = False
+
+    def __hash__(self) -> int:
+        # the hash of every field, as a frozen dataclass's, computed once: the cost model's
+        # caches look a context up on every placement the solver prepares
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
 
 
 def links(ctx: Context, shape: Shape) -> tuple[LinkCost, LinkCost, LinkCost]:
@@ -489,11 +499,14 @@ def _stage_parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> 
     Returns (seconds, TP all-reduce s, PP send s, EP all-to-all s) as plain floats: the solver
     calls this hundreds of thousands of times."""
     w_read, kv_read, lin_s, attn_s = _parts(st, seqs, new_tokens, context)
-    bound = max(w_read / st.hbm, lin_s) + max(kv_read / st.hbm, attn_s) + st.floor
+    w_s, kv_s = w_read / st.hbm, kv_read / st.hbm
+    # max() spelled out: this is the solver's innermost arithmetic
+    bound = (w_s if w_s >= lin_s else lin_s) + (kv_s if kv_s >= attn_s else attn_s) + st.floor
     act = new_tokens * st.act_tok
-    tp_s = st.tp[0] + st.tp[1] * act if st.tp[0] else 0.0
-    ep_s = st.ep[0] + st.ep[1] * act if st.ep[0] else 0.0
-    pp_s = st.pp[0] + st.pp[1] * act if st.pp[0] else 0.0
+    (tp0, tp1), (ep0, ep1), (pp0, pp1) = st.tp, st.ep, st.pp
+    tp_s = tp0 + tp1 * act if tp0 else 0.0
+    ep_s = ep0 + ep1 * act if ep0 else 0.0
+    pp_s = pp0 + pp1 * act if pp0 else 0.0
     return bound + tp_s + ep_s + pp_s, tp_s, pp_s, ep_s
 
 
@@ -506,6 +519,10 @@ class Prepared:
     batched_tokens: int
     stage: _Stage
     prefill_alone_s: float  # one prompt on an idle replica (its chunks pipeline through the stages)
+    # what _mix reads on every prediction, copied out of ctx and shape
+    lengths: tuple[int, int]  # (input, output) tokens of a request
+    ranks: tuple[int, int]  # (dpAttention, pp)
+    overheads_ms: tuple[float, float]  # the engine's overhead per iteration and per sequence
 
 
 def prepare(ctx: Context, shape: Shape, batched_tokens: int) -> Prepared:
@@ -513,8 +530,10 @@ def prepare(ctx: Context, shape: Shape, batched_tokens: int) -> Prepared:
     inp = ctx.input_tokens
     chunk = max(1, min(inp, batched_tokens))
     stage_s = _stage_parts(st, 1, chunk, inp / 2)[0]
-    alone = (math.ceil(inp / chunk) + shape.pp - 1) * stage_s + ctx.factors.step_overhead_ms * 1e-3
-    return Prepared(ctx, shape, batched_tokens, st, alone)
+    f = ctx.factors
+    alone = (math.ceil(inp / chunk) + shape.pp - 1) * stage_s + f.step_overhead_ms * 1e-3
+    return Prepared(ctx, shape, batched_tokens, st, alone, (inp, ctx.output_tokens), (shape.dpa, shape.pp),
+                    (f.step_overhead_ms, f.per_seq_overhead_ms))
 
 
 def predict(ctx: Context, shape: Shape, load: float, batched_tokens: int) -> Timing:
@@ -541,28 +560,56 @@ class _Mix(NamedTuple):
 
 
 def _mix(p: Prepared, load: float) -> _Mix:
-    ctx, shape = p.ctx, p.shape
-    inp, out = ctx.input_tokens, ctx.output_tokens
-    load = max(load, 1.0)
-    per_rank = load / shape.dpa
+    (inp, out), (dpa, pp), (step_ms, seq_ms) = p.lengths, p.ranks, p.overheads_ms
+    # min() and max() spelled out, as in _stage_parts: every prediction runs this
+    load = load if load > 1.0 else 1.0
+    per_rank = load / dpa
     # pipeline: the rank's sequences split into m = min(seqs, pp) micro-batches (real-valued,
     # so a micro-batch never shrinks as the load grows: TPOT is monotone in the load)
-    m = max(1.0, min(per_rank, float(shape.pp)))
-    overhead = (ctx.factors.step_overhead_ms + ctx.factors.per_seq_overhead_ms * per_rank) * 1e-3
+    m = per_rank if per_rank < pp else float(pp)
+    m = m if m > 1.0 else 1.0
+    overhead = (step_ms + seq_ms * per_rank) * 1e-3
     budget = p.batched_tokens - per_rank
     lam = per_rank / out
     demand = lam * inp
-    chunk = max(1.0, min(float(inp), budget))
+    chunk = budget if budget < inp else float(inp)
+    chunk = chunk if chunk > 1.0 else 1.0
     k = math.ceil(inp / chunk)
     # a prompt is k - 1 full chunks and what remains: the iterations that carry prompt tokens
     # carry a full chunk's worth of them, inp / chunk per prompt (a remainder of a few tokens
     # costs what a decode does, not a chunk iteration)
-    f = min(1.0, lam * inp / chunk)
+    f = lam * inp / chunk
+    f = f if f < 1.0 else 1.0
     mixed = demand / f if f > 0 else 0.0
     # attention-DP ranks step together (the MoE all-to-all of every layer is a barrier): an
     # iteration takes a chunk iteration's time whenever any of the dpa ranks carries a chunk
-    f_step = 1 - (1 - f) ** shape.dpa
+    f_step = 1 - (1 - f) ** dpa
     return _Mix(load, per_rank, m, inp + out / 2, overhead, budget, demand, chunk, k, f, mixed, f_step)
+
+
+def _utilisation(demand: float, budget: float) -> float:
+    """The prefill budget's utilisation rho (prompt tokens arriving per iteration over the
+    tokens an iteration has room for): at 1 or more the prompts never drain."""
+    return demand / budget if budget > 0 else math.inf
+
+
+def drain_limit(p: Prepared) -> int:
+    """The largest whole load at which the prefill budget drains (rho < 1, so TTFT is
+    finite; 0 if not even one request): rho = (d / output) x input / (budget - d) grows with
+    the d sequences of a rank, so this is d < budget x output / (input + output), settled by
+    _mix's own arithmetic at the boundary."""
+    (inp, out), (dpa, _) = p.lengths, p.ranks
+
+    def drains(load: int) -> bool:
+        x = _mix(p, load)
+        return _utilisation(x.demand, x.budget) < 1.0
+
+    load = int(dpa * p.batched_tokens * out / (inp + out))
+    while load > 0 and not drains(load):
+        load -= 1
+    while drains(load + 1):
+        load += 1
+    return load
 
 
 @dataclass(frozen=True)
@@ -593,11 +640,12 @@ def _parts(st: _Stage, seqs: float, new_tokens: float, context: float) -> tuple[
     iteration."""
     w_read = st.w_total
     if st.experts:
-        routed = max(new_tokens * st.dpa, 1e-9)  # the EP group sees the tokens of every attention rank
-        w_read -= st.experts * st.idle_share ** routed
+        routed = new_tokens * st.dpa  # the EP group sees the tokens of every attention rank
+        w_read -= st.experts * st.idle_share ** (routed if routed > 1e-9 else 1e-9)
     # the iteration's decode tokens (one per sequence) attend to the running context, its prompt
     # tokens (the rest) to the part of their prompt before them: half of it on average
-    attn = seqs * st.attn[context] + max(0.0, new_tokens - seqs) * st.attn_prompt
+    prompt = new_tokens - seqs
+    attn = seqs * st.attn[context] + (prompt if prompt > 0.0 else 0.0) * st.attn_prompt
     return w_read, seqs * st.kv[context], new_tokens * st.lin_tok, attn / st.attn_peak
 
 
@@ -648,12 +696,9 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
     TTFT is infinite.
     """
     ctx, shape, st, batched_tokens = p.ctx, p.shape, p.stage, p.batched_tokens
-    inp, out = ctx.input_tokens, ctx.output_tokens
-    x = _mix(p, load)
-    load, per_rank, m, ctx_mean, overhead = x.load, x.per_rank, x.m, x.ctx_mean, x.overhead
-    budget, demand, chunk, k, f, mixed = x.budget, x.demand, x.chunk, x.k, x.f, x.mixed
+    out = p.lengths[1]
+    load, per_rank, m, ctx_mean, overhead, budget, demand, chunk, k, f, mixed, fs = _mix(p, load)
     dec_stage, d_tp, d_pp, d_ep = _stage_parts(st, per_rank / m, per_rank / m, ctx_mean)
-    fs = x.f_step
     if ctx.separate_prefill:
         # the chunk is a forward of its own (weights read again, its own overhead) while the
         # decodes wait: an iteration that carries one costs both
@@ -668,7 +713,7 @@ def predict_prepared(p: Prepared, load: float) -> Timing:
         own_stage = _stage_parts(st, per_rank / m, per_rank / m + chunk, ctx_mean)[0]
     tpot = step
     prefill_load = (k + shape.pp - 1) * own_stage + k * overhead
-    rho = demand / budget if budget > 0 else math.inf
+    rho = _utilisation(demand, budget)
     if rho >= 1.0:
         ttft = math.inf
     else:

@@ -14,7 +14,7 @@ decode replica):
   (:func:`parc.costmodel.prefill_service`); at utilisation rho = lambda / (Rp x rate) a prompt
   waits rho / (2 (1 - rho)) prefill iterations (M/D/1), then takes the time of a prompt alone;
 - TTFT = prefill wait + prefill + the KV transfer (:func:`parc.costmodel.kv_transfer_s`);
-  TTFT and lambda depend on each other: a bisection on lambda settles them (the wait grows
+  TTFT and lambda depend on each other: a quadratic in rho settles them (the wait grows
   without bound as rho nears 1, so a closed loop of users always settles below saturation).
 
 Search: per engine that parc deploys disaggregated (``kv_transfer`` in its data file), the
@@ -26,8 +26,10 @@ left (objective cost: the fewest that meet the SLO).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from parc import costmodel as cm
 from parc.engines import capabilities
@@ -35,8 +37,6 @@ from parc.solver import Candidate, Group, Solution, _allowed, _Evaluator, rank
 
 #: Prefill and decode shapes kept per criterion (the pairs are costed exhaustively).
 KEEP = 4
-#: Bisection rounds for the arrival rate (2^-30 of the prefill capacity).
-ROUNDS = 30
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,14 @@ class _Decode:
     prep: cm.Prepared
     capacity: int  # sequences of mean length a replica's KV cache holds
     slo_load: int = 0  # the largest load within the TPOT target (0: none meets it)
+    # cm.decode_only by load, memoised: every prefill group paired with this one asks again
+    at: dict[float, tuple[float, cm.Comm, float]] = field(default_factory=dict, compare=False, repr=False)
+
+    def decode(self, load: float) -> tuple[float, cm.Comm, float]:
+        hit = self.at.get(load)
+        if hit is None:
+            hit = self.at[load] = cm.decode_only(self.prep, load)
+        return hit
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,10 @@ def _decode_options(ev: _Evaluator, cs: list[Candidate]) -> list[_Decode]:
 
     def per_gpu(d: _Decode) -> float:
         load = d.slo_load
-        return load / cm.decode_only(d.prep, load)[0] / d.cand.shape.gpus if load else 0.0
+        return load / d.decode(load)[0] / d.cand.shape.gpus if load else 0.0
 
     by_thr = sorted(opts, key=lambda d: (-per_gpu(d), d.cand.shape.gpus, d.cand.shape))
-    by_tpot = sorted(opts, key=lambda d: (cm.decode_only(d.prep, 1)[0], d.cand.shape.gpus, d.cand.shape))
+    by_tpot = sorted(opts, key=lambda d: (d.decode(1)[0], d.cand.shape.gpus, d.cand.shape))
     return _unique(by_thr[:KEEP] + by_tpot[:2] + _per_size(by_thr))
 
 
@@ -130,7 +138,7 @@ def _max_decode_load(ev: _Evaluator, d: _Decode) -> int:
     lo, hi = 0, d.capacity
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if cm.decode_only(d.prep, mid)[0] <= ev.tpot_limit(d.cand, mid):
+        if d.decode(mid)[0] <= ev.tpot_limit(d.cand, mid):
             lo = mid
         else:
             hi = mid - 1
@@ -170,33 +178,32 @@ def _fits(a: Candidate, rp: int, b: Candidate, rd: int, max_gpus: int | None) ->
     return rp <= a.max_replicas and rd <= b.max_replicas
 
 
+def _misfits(a: Candidate, rp: int, b: Candidate, max_gpus: int | None, rd: int) -> bool:
+    return not _fits(a, rp, b, rd, max_gpus)
+
+
 def evaluate(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: float,
              transfer_s: float) -> Outcome:
     """Predictions for ``rp`` prefill and ``rd`` decode replicas with ``load`` requests per
     decode replica (see the module docstring). The requests form a closed loop: the arrival
     rate lambda solves lambda x (TTFT(lambda) + outputTokens x TPOT) = rd x load, where TTFT
     grows without bound as the prefill utilisation nears 1, so a solution always exists
-    (bisection: the left side grows with lambda)."""
+    (the left side grows with lambda from 0 without bound: one root, in closed form below)."""
     out = d.prep.ctx.output_tokens
-    tpot, comm, bubble = cm.decode_only(d.prep, load)
+    tpot, comm, bubble = d.decode(load)
     sv = p.service
     cap = rp * sv.rate
     users = rd * load
-
-    def ttft(rate: float) -> float:
-        rho = rate / cap
-        return sv.alone_s + rho / (2 * (1 - rho)) * sv.iteration_s + transfer_s
-
-    lo, hi = 0.0, cap
-    for _ in range(ROUNDS):
-        mid = (lo + hi) / 2
-        if mid * (ttft(mid) + out * tpot) < users:
-            lo = mid
-        else:
-            hi = mid
-    rate = lo
-    t = ttft(rate)
-    return Outcome(t, tpot, rate * out, rate, transfer_s, rate / cap, comm, bubble)
+    # with rho = lambda / cap, a = the time of a request outside the prefill queue and
+    # b = half a prefill iteration: cap rho (a + b rho / (1 - rho)) = users, i.e. (times
+    # 1 - rho) cap (b - a) rho^2 + (cap a + users) rho - users = 0, whose root in [0, 1) is
+    # 2 users / (a1 + sqrt(a1^2 + 4 a2 users)) (the form without cancellation for either sign of a2)
+    a = sv.alone_s + transfer_s + out * tpot
+    a2, a1 = cap * (sv.iteration_s / 2 - a), cap * a + users
+    rho = 2 * users / (a1 + math.sqrt(a1 * a1 + 4 * a2 * users)) if math.isfinite(a) and users > 0 else 0.0
+    rate = rho * cap
+    t = sv.alone_s + rho / (2 * (1 - rho)) * sv.iteration_s + transfer_s
+    return Outcome(t, tpot, rate * out, rate, transfer_s, rho, comm, bubble)
 
 
 def _solution(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: float, o: Outcome) -> Solution:
@@ -238,8 +245,9 @@ def _counts(top: int, allowed: set[int] | None = None) -> list[int]:
 
 def _best_load(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, xfer: float, floor: float) -> float | None:
     """Throughput objective: the largest decode load per replica within memory and the SLO
-    (TTFT and TPOT grow with it), at least ``floor``; None if none."""
-    lo, hi = 0, d.capacity
+    (TTFT and TPOT grow with it), at least ``floor``; None if none. TPOT misses its target
+    beyond ``d.slo_load`` whatever the prefill side does."""
+    lo, hi = 0, d.slo_load
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if ev.slo_ok(d.cand, mid, evaluate(ev, p, d, rp, rd, mid, xfer)):
@@ -285,7 +293,10 @@ def search(ev: _Evaluator, cands: list[Candidate]) -> list[Solution]:
                 xfer = cm.kv_transfer_s(arch, kv, inp, *path)
                 best: list[Solution] = []
                 for rp in _counts(p.cand.max_replicas, allowed):
-                    rds = [r for r in _counts(d.cand.max_replicas, allowed) if _fits(p.cand, rp, d.cand, r, max_gpus)]
+                    # more decode replicas never fit where fewer do not: the counts that fit are a prefix
+                    counts = _counts(d.cand.max_replicas, allowed)
+                    rds = counts[:bisect.bisect_left(counts, True, key=functools.partial(_misfits, p.cand, rp, d.cand,
+                                                                                          max_gpus))]
                     if not rds:
                         break
                     sol = _split(ev, p, d, rp, rds, xfer, conc, objective)

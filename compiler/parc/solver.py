@@ -527,7 +527,8 @@ class _Evaluator:
         self._ids: dict[Candidate, int] = {}
         self._keys: dict[tuple[object, ...], int] = {}
         # see _search_cost: (price, TPOT, candidate, replicas) offers by candidate list and load
-        self.cheapest: dict[tuple[tuple[int, ...], int], tuple[float, float, Candidate, int] | None] = {}
+        self.cheapest: dict[tuple[int, int], tuple[float, float, Candidate, int] | None] = {}
+        self.lists: dict[tuple[int, ...], int] = {}  # a candidate list (by object ids) -> its number
 
     def headroom(self, c: Candidate, load: float) -> float:
         """The TPOT headroom of ``c`` at ``load`` requests per replica (see headroom_from_band)."""
@@ -572,7 +573,8 @@ class _Evaluator:
     def timing(self, c: Candidate, load: float) -> cm.Timing:
         """Predictions at ``load`` with the prefill chunk budget that serves the objective
         best there (among the budgets whose activations leave room for the load)."""
-        k = (self._phys(c), load)
+        i = self._ids.get(c)  # _phys(c), without a call where it is known (the search's hot path)
+        k = (self._phys(c) if i is None else i, load)
         t = self.cache.get(k)
         if t is None:
             need = math.ceil(load)
@@ -643,7 +645,8 @@ class _Evaluator:
             return hit
         best = 0
         for ch in c.chunks:
-            hi = min(ch.max_load, c.max_load)
+            # beyond the drain limit TTFT is infinite: no load there meets the SLO
+            hi = min(ch.max_load, c.max_load, cm.drain_limit(self.prepare(c, ch.tokens)))
             if hi <= best:
                 continue
             t = self._at(c, ch.tokens, best + 1)
@@ -665,10 +668,12 @@ class _Evaluator:
         """The largest load in [lo, hi] meeting the SLO with chunk budget ``tokens``, given that
         ``lo`` (timing ``t_lo``) meets it: ``hi`` first (memory is often the limit), else the
         bracket narrows where the margin to the targets is interpolated to cross zero (regula
-        falsi, Illinois: the end that stays twice has its margin halved), bisecting where a
-        margin is infinite. The SLO holds up to a load and not beyond it (TTFT and TPOT grow
-        with the load for a budget; tests/test_solver_shortcuts.py), so this is the load a
-        bisection finds, in fewer predictions."""
+        falsi, Anderson-Bjorck: the end that stays twice has its margin scaled by how much the
+        other end's shrank, halved where that does not shrink it), bisecting where a margin is
+        infinite. The SLO holds up to a load and not beyond it (TTFT and TPOT grow with the
+        load for a budget; tests/test_solver_shortcuts.py), so this is the load a bisection
+        finds, in fewer predictions (the margin is concave in the load: TPOT saturates, and the
+        headroom steps at the load floors, so plain regula falsi would creep from one end)."""
         t = self._at(c, tokens, hi)
         if self.slo_ok(c, hi, t):
             return hi
@@ -679,14 +684,15 @@ class _Evaluator:
             else:
                 g = (lo + bad) // 2
             t = self._at(c, tokens, g)
+            m = self._margin(c, g, t)
             if self.slo_ok(c, g, t):
-                lo, m_lo = g, self._margin(c, g, t)
-                m_bad = m_bad / 2 if side > 0 else m_bad
-                side = 1
+                if side > 0:
+                    m_bad *= _shrink(m, m_lo)
+                lo, m_lo, side = g, m, 1
             else:
-                bad, m_bad = g, self._margin(c, g, t)
-                m_lo = m_lo / 2 if side < 0 else m_lo
-                side = -1
+                if side < 0:
+                    m_lo *= _shrink(m, m_bad)
+                bad, m_bad, side = g, m, -1
         return lo
 
     def ok(self, c: Candidate, load: float) -> bool:
@@ -740,6 +746,13 @@ class _Evaluator:
             if not self.fits(g.cand, g.load):
                 misses.append(f"{g.cand.label} holds {g.cand.max_load} sequences, load is {math.ceil(g.load)}")
         return Solution(gs, ttft, tpot, thr, not misses, tuple(misses))
+
+
+def _shrink(new: float, old: float) -> float:
+    """Anderson-Bjorck's scale for the end of a bracket that stays: 1 - new / old of the end
+    that moved (0.5 where that is not in (0, 1) or not finite)."""
+    k = 1 - new / old if math.isfinite(new) and math.isfinite(old) and old else 0.5
+    return k if 0 < k < 1 else 0.5
 
 
 def _replica_options(c: Candidate, allowed: set[int] | None, max_gpus: int | None,
@@ -951,31 +964,31 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
     3. at each L, the fewest GPUs that supply ceil(C / L) replicas from shapes inside both
        windows (greedy by GPUs per replica, optimal as every replica counts the same), plus
        the fastest placement of that L for the alternatives."""
-    levels: list[tuple[int, int, list[list[tuple[float, float, Candidate, int]]]]] = []
+    levels: list[tuple[int, int, list[list[tuple[float, float, Candidate, int]]], float]] = []
     best_tpot = math.inf
     last_tpot: dict[Candidate, float] = {}  # TPOT at the last load evaluated (TPOT grows with load)
     supply = _SupplyTable(ev, pools, allowed_r, max_gpus)
     edge = {c: ev.max_ok_load(c) for cs in pools.values() for c in cs}
     reps = {c: _replica_options(c, allowed_r, max_gpus) for c in edge}
-    # per pool, the shapes that hold the load within the SLO: the loads ascend, so the list
-    # only shrinks
+    # per pool, the shapes that hold the load within the SLO and may still come within the
+    # TPOT window: the loads ascend and the window only narrows, so the list only shrinks
     holding = list(pools.values())
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         # cheap pre-check (no predictions): can the pools supply `need` replicas at all?
         if supply(load) < need:
             continue
-        holding = [[c for c in cs if edge[c] >= load] for cs in holding]
-        # bound: no shape can come within the TPOT window at this or any larger load
+        # a shape whose TPOT at a smaller load was outside the window is outside it here and at
+        # every larger load (TPOT grows with the load)
         cap = best_tpot * (1 + TPOT_WINDOW)
-        if any(holding) and min(last_tpot.get(c, 0.0) for cs in holding for c in cs) > cap:
-            break
+        had = any(holding)
+        holding = [[c for c in cs if edge[c] >= load and last_tpot.get(c, 0.0) <= cap] for cs in holding]
+        if had and not any(holding):
+            break  # bound: no shape can come within the window at this or any larger load
         rows: list[list[tuple[float, float, Candidate, int]]] = []
         for cs in holding:
             row = []
             for c in cs:
-                if last_tpot.get(c, 0.0) > cap:
-                    continue  # TPOT grows with the load: outside the window now, outside it later
                 t = ev.timing(c, load)
                 last_tpot[c] = t.tpot_s
                 row += [(t.tpot_s, t.ttft_s, c, r) for r in reps[c]]
@@ -983,17 +996,17 @@ def _search_latency(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r
         t1 = _sweep(rows, need, 0, math.inf)
         if t1 is None:
             continue
-        levels.append((load, need, rows))
+        levels.append((load, need, rows, t1))
         best_tpot = min(best_tpot, t1)
     if not levels:
         return []
     tpot_cap = best_tpot * (1 + TPOT_WINDOW)
-    ttfts = [_sweep(rows, need, 1, tpot_cap) for _, need, rows in levels]
+    ttfts = [_sweep(rows, need, 1, tpot_cap) for _, need, rows, _ in levels]
     best_ttft = min((x for x in ttfts if x is not None), default=math.inf)
     ttft_cap = best_ttft * (1 + TTFT_WINDOW)
     sols: list[Solution] = []
-    for _, need, rows in levels:
-        picks = [_threshold_pick(rows, need, max_gpus)]
+    for _, need, rows, t1 in levels:
+        picks = [_threshold_pick(rows, need, max_gpus, t1)]
         if best_ttft < math.inf:
             picks.append(_fewest_gpus(rows, need, tpot_cap, ttft_cap, max_gpus, allowed_r))
         for chosen in picks:
@@ -1023,11 +1036,11 @@ def _sweep(rows: list[list[tuple[float, float, Candidate, int]]], need: int, axi
 
 
 def _threshold_pick(rows: list[list[tuple[float, float, Candidate, int]]], need: int,
-                    max_gpus: int | None) -> list[tuple[Candidate, int]] | None:
-    """The fastest placement supplying ``need`` replicas: the smallest TPOT threshold, then
-    the smallest TTFT threshold under it; each pool takes its option with the most replicas
-    under both."""
-    t1 = _sweep(rows, need, 0, math.inf)
+                    max_gpus: int | None, t1: float | None = None) -> list[tuple[Candidate, int]] | None:
+    """The fastest placement supplying ``need`` replicas: the smallest TPOT threshold (``t1``
+    when the caller has it), then the smallest TTFT threshold under it; each pool takes its
+    option with the most replicas under both."""
+    t1 = _sweep(rows, need, 0, math.inf) if t1 is None else t1
     t2 = _sweep(rows, need, 1, t1) if t1 is not None else None
     if t1 is None or t2 is None:
         return None
@@ -1072,6 +1085,25 @@ def _fewest_gpus(rows: list[list[tuple[float, float, Candidate, int]]], need: in
     return chosen
 
 
+def _cheapest(ev: _Evaluator, shapes_: list[tuple[int, int, Candidate]], load: int,
+              max_gpus: int | None) -> tuple[float, float, Candidate, int] | None:
+    """A pool's offer at ``load`` (price of a replica, TPOT, candidate, most replicas): of its
+    shapes (by GPUs per replica) holding the load within the SLO, those with the fewest GPUs,
+    and of these the first with the best TPOT (predictions only for the ties on GPUs)."""
+    pick: Candidate | None = None
+    fewest, tpot = 0, math.inf
+    for g, _, c in shapes_:
+        if pick is not None and g > fewest:
+            break
+        if ev.max_ok_load(c) >= load:
+            t = ev.timing(c, load).tpot_s
+            if pick is None or t < tpot:
+                pick, fewest, tpot = c, g, t
+    if pick is None:
+        return None
+    return _replica_price(pick), tpot, pick, max(_replica_options(pick, None, max_gpus) or [0])
+
+
 def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: set[int] | None,
                  max_gpus: int | None, conc: int) -> list[Solution]:
     sols: list[Solution] = []
@@ -1080,21 +1112,14 @@ def _search_cost(ev: _Evaluator, pools: dict[str, list[Candidate]], allowed_r: s
     by_gpus = [sorted(((c.shape.gpus, i, c) for i, c in enumerate(cs)), key=lambda x: x[:2]) for cs in pools.values()]
     # a pool's cheapest shape at a load is the same in every search that does not pin that pool
     # (the alternatives run one search per pinned shape): memoised per candidate list and load
-    keys = [tuple(map(id, cs)) for cs in pools.values()]
+    keys = [ev.lists.setdefault(tuple(map(id, cs)), len(ev.lists)) for cs in pools.values()]
     for load in _loads(conc, max(_supply(ev, pools, allowed_r, max_gpus, 0), 1)):
         need = -(-conc // load)
         offers: list[tuple[float, float, Candidate, int]] = []
         for key, shapes_ in zip(keys, by_gpus):
-            if (key, load) not in ev.cheapest:
-                fewest = next((g for g, _, c in shapes_ if ev.max_ok_load(c) >= load), None)
-                # predictions only for the ties on GPUs
-                pick = None if fewest is None else min(
-                    (c for g, _, c in shapes_ if g == fewest and ev.max_ok_load(c) >= load),
-                    key=lambda c: ev.timing(c, load).tpot_s)
-                ev.cheapest[(key, load)] = None if pick is None else (
-                    _replica_price(pick), ev.timing(pick, load).tpot_s, pick,
-                    max(_replica_options(pick, None, max_gpus) or [0]))
-            offer = ev.cheapest[(key, load)]
+            k = (key, load)
+            offer = ev.cheapest[k] if k in ev.cheapest else ev.cheapest.setdefault(k, _cheapest(ev, shapes_, load,
+                                                                                                max_gpus))
             if offer is not None:
                 offers.append(offer)
         offers.sort(key=lambda o: (o[0], o[2].shape.gpus, o[1]))
