@@ -200,7 +200,9 @@ def evaluate(ev: _Evaluator, p: _Prefill, d: _Decode, rp: int, rd: int, load: fl
     # 2 users / (a1 + sqrt(a1^2 + 4 a2 users)) (the form without cancellation for either sign of a2)
     a = sv.alone_s + transfer_s + out * tpot
     a2, a1 = cap * (sv.iteration_s / 2 - a), cap * a + users
-    rho = 2 * users / (a1 + math.sqrt(a1 * a1 + 4 * a2 * users)) if math.isfinite(a) and users > 0 else 0.0
+    # (the discriminant is positive: the left side is -users at rho = 0 and cap b at rho = 1; max()
+    # keeps a rounding error from reaching sqrt)
+    rho = 2 * users / (a1 + math.sqrt(max(0.0, a1 * a1 + 4 * a2 * users))) if math.isfinite(a) and users > 0 else 0.0
     rate = rho * cap
     t = sv.alone_s + rho / (2 * (1 - rho)) * sv.iteration_s + transfer_s
     return Outcome(t, tpot, rate * out, rate, transfer_s, rho, comm, bubble)
