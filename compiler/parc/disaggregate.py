@@ -27,6 +27,7 @@ left (objective cost: the fewest that meet the SLO).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ def _decode_options(ev: _Evaluator, cs: list[Candidate]) -> list[_Decode]:
     for c in cs:
         ch = c.chunks[0]  # the smallest activation budget leaves the most KV cache
         d = _Decode(c, ev.prepare(c, ch.tokens), ch.max_load)
-        opts.append(_Decode(d.cand, d.prep, d.capacity, _max_decode_load(ev, d)))
+        opts.append(dataclasses.replace(d, slo_load=_max_decode_load(ev, d)))  # the TPOT memo carried over
 
     def per_gpu(d: _Decode) -> float:
         load = d.slo_load

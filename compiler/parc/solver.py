@@ -573,8 +573,7 @@ class _Evaluator:
     def timing(self, c: Candidate, load: float) -> cm.Timing:
         """Predictions at ``load`` with the prefill chunk budget that serves the objective
         best there (among the budgets whose activations leave room for the load)."""
-        i = self._ids.get(c)  # _phys(c), without a call where it is known (the search's hot path)
-        k = (self._phys(c) if i is None else i, load)
+        k = (self._phys(c), load)
         t = self.cache.get(k)
         if t is None:
             need = math.ceil(load)
